@@ -1,0 +1,85 @@
+"""Engine factory: one place that knows how to open the database safely.
+
+SQLite gets WAL (readers never block the writer), enforced foreign keys (off by default in
+SQLite!) and a busy timeout so concurrent writers wait instead of failing with "database is
+locked". Any other URL (PostgreSQL) is passed through unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from db.errors import DatabaseUnavailableError
+from db.schema import Base
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def _sqlite_path(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def describe_location(url: str) -> str:
+    """The database as a person would name it: a file path, or the URL without its password."""
+    path = _sqlite_path(url)
+    if path is not None:
+        return str(path.resolve())
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """Create an engine; for a SQLite file, create its folder and turn on WAL, FKs, busy timeout."""
+    path = _sqlite_path(url)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseUnavailableError(
+                f"Cannot create the folder for the database {path.resolve()}: {exc.strerror or exc}"
+            ) from exc
+    engine = create_engine(url, echo=echo)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_on_connect)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        # WAL needs a real file; the pragma is a harmless no-op for in-memory databases.
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+    finally:
+        cursor.close()
+
+
+def create_schema(engine: Engine) -> None:
+    """Create missing tables and check the database can be written, with a clear error if not."""
+    where = describe_location(engine.url.render_as_string(hide_password=False))
+    try:
+        Base.metadata.create_all(engine)
+        with engine.begin() as conn:
+            # A real write, so a read-only file fails here and not at the first click.
+            conn.execute(text("DELETE FROM app_meta WHERE key = 'write_check'"))
+            conn.execute(text("INSERT INTO app_meta (key, value) VALUES ('write_check', 'ok')"))
+    except SQLAlchemyError as exc:
+        reason = getattr(exc, "orig", None) or exc
+        raise DatabaseUnavailableError(
+            f"Cannot open or write the database at {where}: {reason}"
+        ) from exc
+
+
+def has_schema(engine: Engine) -> bool:
+    return inspect(engine).has_table("events")
