@@ -1,0 +1,5 @@
+import sys
+
+from recengine.cli import main
+
+sys.exit(main())

@@ -1,0 +1,349 @@
+"""The one entry point the pages use: record events, recommend, train, report status.
+
+The service owns the engine, the repository, the content index and the loaded model. It never
+imports Streamlit; ``ui/state.py`` caches one instance per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import torch
+from faker import Faker
+from sqlalchemy import Engine
+
+from db.engine import create_schema, describe_location, make_engine
+from db.errors import UnknownIdError
+from db.repository import HistoryEvent, ItemRow, Repository, UserRow
+from db.synthetic import seed_database, world_config
+from recengine.checkpoint import (
+    CheckpointError,
+    LoadedModel,
+    checkpoint_dir,
+    load_checkpoint,
+    save_checkpoint,
+)
+from recengine.coldstart import ContentIndex
+from recengine.data import fingerprint, pad_batch
+from recengine.device import pick_device
+from recengine.features import item_tokens
+from recengine.settings import Settings
+from recengine.train import ProgressCallback, TrainConfig, TrainResult, train_sasrec
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("desktop", "mobile", "tablet")
+TIMES_OF_DAY = ("morning", "afternoon", "evening", "night")
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    rank: int
+    item: ItemRow
+    score: float
+    source: str  # "attention", "content" or "popularity"
+    # Weight of each item in ``Recommendations.history`` behind this pick (sums to 1), or empty.
+    history_weights: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    item: ItemRow
+    kind: str
+    event_id: int
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    user_id: int
+    items: list[Recommendation]
+    # The events the weights refer to, oldest first (for the attention model: its input window).
+    history: list[HistoryItem]
+    source: str
+    # What the weights mean, in words the page shows above the chart.
+    weights_label: str
+    n_events: int
+    cold_start_threshold: int
+    notice: str | None = None
+    elapsed_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    ready: bool
+    message: str
+    metrics: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+
+
+def catalog_fingerprint(items: list[ItemRow]) -> str:
+    """Changes when the catalog is regenerated, so a stale checkpoint is noticed."""
+    return fingerprint([[i.id, i.title] for i in items])
+
+
+class RecService:
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or make_engine(settings.resolved_database_url)
+        self.repo = Repository(self.engine)
+        self.device = pick_device(settings.device)
+        self._lock = threading.RLock()
+        self._model: LoadedModel | None = None
+        self._model_error: str | None = "Model not loaded yet"
+        self._content: ContentIndex | None = None
+        self._items: dict[int, ItemRow] | None = None
+
+    # ---- set-up ---------------------------------------------------------------------------
+    @property
+    def database_location(self) -> str:
+        return describe_location(self.settings.resolved_database_url)
+
+    @property
+    def checkpoint_path(self):  # type: ignore[no-untyped-def]
+        return checkpoint_dir(self.settings.model_dir)
+
+    def ensure_database(self) -> bool:
+        """Create the schema; fill an empty database with the synthetic world. True if seeded."""
+        create_schema(self.engine)
+        if self.repo.count_items() > 0:
+            return False
+        seed_database(self.engine, world_config(self.settings.world_size, self.settings.seed))
+        self._invalidate_catalog()
+        return True
+
+    def _invalidate_catalog(self) -> None:
+        with self._lock:
+            self._content = None
+            self._items = None
+
+    @property
+    def items(self) -> dict[int, ItemRow]:
+        with self._lock:
+            if self._items is None:
+                self._items = {i.id: i for i in self.repo.all_items()}
+            return self._items
+
+    @property
+    def content(self) -> ContentIndex:
+        with self._lock:
+            if self._content is None:
+                self._content = ContentIndex(
+                    list(self.items.values()), self.repo.item_event_counts()
+                )
+            return self._content
+
+    # ---- model ----------------------------------------------------------------------------
+    def load_model(self) -> ModelStatus:
+        """Load the checkpoint if it exists and fits this catalog; never raises for a bad one."""
+        with self._lock:
+            try:
+                loaded = load_checkpoint(self.checkpoint_path, self.device)
+                expected = catalog_fingerprint(list(self.items.values()))
+                if loaded.card.catalog_fingerprint != expected:
+                    raise CheckpointError(
+                        f"The checkpoint at {loaded.path} was trained on another catalog "
+                        f"(fingerprint {loaded.card.catalog_fingerprint}, this database has "
+                        f"{expected}); retrain it"
+                    )
+            except CheckpointError as exc:
+                self._model, self._model_error = None, str(exc)
+            else:
+                self._model, self._model_error = loaded, None
+            return self.model_status()
+
+    def model_status(self) -> ModelStatus:
+        if self._model is None:
+            return ModelStatus(False, self._model_error or "No model loaded")
+        card = self._model.card
+        return ModelStatus(
+            True,
+            f"SASRec loaded from {self._model.path} ({len(card.item_ids)} items, "
+            f"device {self.device})",
+            metrics=card.metrics,
+            training=card.training,
+        )
+
+    def train_model(
+        self,
+        progress: ProgressCallback | None = None,
+        train_config: TrainConfig | None = None,
+        model_config: dict | None = None,
+    ) -> TrainResult:
+        """Train on every user's events in the database, save the checkpoint, load it."""
+        with self._lock:
+            items = list(self.items.values())
+            config = train_config or TrainConfig(
+                seed=self.settings.seed, device=self.settings.device
+            )
+            result = train_sasrec(
+                self.repo.user_sequences(),
+                [i.id for i in items],
+                catalog_fingerprint=catalog_fingerprint(items),
+                item_tokens={i.id: item_tokens(i) for i in items},
+                model_config=model_config,
+                train_config=config,
+                progress=progress,
+            )
+            save_checkpoint(self.checkpoint_path, result.model, result.card)
+            self._content = None  # popularity counts changed with the data
+            self.load_model()
+            return result
+
+    # ---- users, sessions, events ----------------------------------------------------------
+    def list_users(self, limit: int = 1000) -> list[UserRow]:
+        return self.repo.list_users(limit)
+
+    def get_user(self, user_id: int) -> UserRow:
+        return self.repo.get_user(user_id)
+
+    def create_user(self, name: str | None = None, seed: int | None = None) -> int:
+        """A new user with a Faker persona; ``name`` overrides the generated name."""
+        fake = Faker()
+        if seed is not None:
+            fake.seed_instance(seed)
+        persona = {"city": fake.city(), "job": fake.job(), "created_in": "app"}
+        return self.repo.create_user(name or fake.name(), persona)
+
+    def start_session(
+        self, user_id: int, device: str = "desktop", time_of_day: str = "afternoon"
+    ) -> int:
+        if device not in DEVICES:
+            raise ValueError(f"Unknown device {device!r}; expected one of {DEVICES}")
+        if time_of_day not in TIMES_OF_DAY:
+            raise ValueError(f"Unknown time of day {time_of_day!r}; expected one of {TIMES_OF_DAY}")
+        return self.repo.start_session(user_id, device, time_of_day)
+
+    def record_event(self, session_id: int, item_id: int, kind: str) -> int:
+        return self.repo.add_event(session_id, item_id, kind)
+
+    def history(self, user_id: int) -> list[HistoryItem]:
+        return self._history_items(self.repo.user_history(user_id))
+
+    def _history_items(self, events: list[HistoryEvent]) -> list[HistoryItem]:
+        items = self.items
+        missing = {e.item_id for e in events} - items.keys()
+        if missing:  # items added after the catalog was cached
+            self._invalidate_catalog()
+            items = self.items
+        return [
+            HistoryItem(items[e.item_id], e.kind, e.event_id) for e in events if e.item_id in items
+        ]
+
+    def search_catalog(
+        self, query: str = "", category: str | None = None, limit: int = 50
+    ) -> list[ItemRow]:
+        return self.repo.search_items(query, category, limit)
+
+    def categories(self) -> list[str]:
+        return self.repo.categories()
+
+    # ---- recommendations ------------------------------------------------------------------
+    def recommend_for_session(self, session_id: int, k: int = 10) -> Recommendations:
+        return self.recommend(self.repo.session_user(session_id), k)
+
+    def recommend(self, user_id: int, k: int = 10) -> Recommendations:
+        """Top-k for a user: attention model once the history is long enough, else content."""
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        started = time.perf_counter()
+        self.repo.get_user(user_id)  # refuses an unknown id
+        history = self.history(user_id)
+        threshold = self.settings.cold_start_min_events
+        model = self._model
+        notice = None
+        if model is None:
+            notice = (
+                f"Attention model unavailable: {self._model_error}. "
+                "Showing content-based / popularity picks instead."
+            )
+        if model is not None and len(history) >= threshold:
+            result = self._recommend_attention(model, user_id, history, k)
+            if result is not None:
+                return _with_time(result, started)
+            notice = "None of this user's items are known to the model: content-based picks."
+        result = self._recommend_content(user_id, history, k, notice)
+        return _with_time(result, started)
+
+    def _recommend_attention(
+        self, model: LoadedModel, user_id: int, history: list[HistoryItem], k: int
+    ) -> Recommendations | None:
+        window = [h for h in history if h.item.id in model.vocab][-model.model.config.max_len :]
+        if not window:
+            return None
+        seq = pad_batch([model.vocab.encode(h.item.id for h in window)], len(window))
+        with torch.no_grad():
+            scores, attention = model.model.score_last(seq.to(self.device))
+        scores = scores[0].float().cpu()
+        weights = tuple(float(w) for w in attention[0].float().cpu())
+        scores[0] = float("-inf")
+        seen = model.vocab.encode({h.item.id for h in history})
+        scores[seen] = float("-inf")
+        n_candidates = int(torch.isfinite(scores).sum())
+        top = torch.topk(scores, min(k, n_candidates))
+        picks = [
+            Recommendation(
+                rank, self.items[model.vocab.decode(int(idx))], float(score), "attention", weights
+            )
+            for rank, (score, idx) in enumerate(zip(top.values, top.indices, strict=True), 1)
+        ]
+        return Recommendations(
+            user_id=user_id,
+            items=picks,
+            history=window,
+            source="attention",
+            weights_label=(
+                "SASRec attention of the last position over the history "
+                "(last layer, mean over heads; the same for every pick)"
+            ),
+            n_events=len(history),
+            cold_start_threshold=self.settings.cold_start_min_events,
+        )
+
+    def _recommend_content(
+        self, user_id: int, history: list[HistoryItem], k: int, notice: str | None
+    ) -> Recommendations:
+        picks = self.content.recommend([(h.item.id, h.kind) for h in history], k)
+        known = [h for h in history if h.item.id in self.content]
+        items = [
+            Recommendation(
+                rank,
+                self.items[item_id],
+                score,
+                picks.source,
+                tuple(picks.history_weights[rank - 1]) if picks.history_weights else (),
+            )
+            for rank, (item_id, score) in enumerate(
+                zip(picks.item_ids, picks.scores, strict=True), 1
+            )
+        ]
+        return Recommendations(
+            user_id=user_id,
+            items=items,
+            history=known if picks.source == "content" else [],
+            source=picks.source,
+            weights_label="Share of each history item in the content similarity of this pick",
+            n_events=len(history),
+            cold_start_threshold=self.settings.cold_start_min_events,
+            notice=notice,
+        )
+
+
+def _with_time(result: Recommendations, started: float) -> Recommendations:
+    return Recommendations(
+        **{**result.__dict__, "elapsed_ms": (time.perf_counter() - started) * 1000}
+    )
+
+
+__all__ = [
+    "DEVICES",
+    "TIMES_OF_DAY",
+    "HistoryItem",
+    "ModelStatus",
+    "RecService",
+    "Recommendation",
+    "Recommendations",
+    "UnknownIdError",
+]

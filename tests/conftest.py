@@ -1,0 +1,59 @@
+"""Shared fixtures: a tiny synthetic world in a temp SQLite file, with a trained model.
+
+The world and the model are made once per test run; each test that writes gets its own copy of
+the database file, so tests never see each other's clicks.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from db.engine import create_schema
+from db.synthetic import WORLD_SIZES, seed_database
+from recengine.service import RecService
+from recengine.settings import Settings
+from recengine.train import TrainConfig
+
+# The tiny catalog with more users, so held-out metrics rest on a few hundred cases.
+TEST_WORLD = replace(WORLD_SIZES["tiny"], n_users=200, seed=7)
+TINY_TRAIN = TrainConfig(max_epochs=60, eval_every=5, patience=4, time_budget_s=30, seed=7)
+TINY_MODEL = {"d_model": 32, "n_layers": 2, "n_heads": 2, "max_len": 30}
+
+
+def tiny_settings(state_dir: Path, **changes: object) -> Settings:
+    return Settings(state_dir=state_dir, world_size="tiny", seed=7, device="cpu").with_(**changes)
+
+
+@pytest.fixture(scope="session")
+def trained_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A state folder (app.db + models/) with the tiny world and a trained model."""
+    state_dir = tmp_path_factory.mktemp("tiny-state")
+    service = RecService(tiny_settings(state_dir))
+    create_schema(service.engine)
+    seed_database(service.engine, TEST_WORLD)
+    service.train_model(train_config=TINY_TRAIN, model_config=TINY_MODEL)
+    assert service.model_status().ready
+    service.engine.dispose()  # closes connections, so the WAL is folded into app.db
+    return state_dir
+
+
+@pytest.fixture
+def state_dir(trained_state: Path, tmp_path: Path) -> Path:
+    """A private copy of the trained state for one test."""
+    copy = tmp_path / "state"
+    shutil.copytree(trained_state, copy)
+    return copy
+
+
+@pytest.fixture
+def service(state_dir: Path) -> Iterator[RecService]:
+    svc = RecService(tiny_settings(state_dir))
+    svc.ensure_database()
+    svc.load_model()
+    yield svc
+    svc.engine.dispose()

@@ -1,0 +1,82 @@
+"""Ranking metrics and data helpers against hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from recengine.data import ItemVocab, leave_one_out, left_pad, pad_batch, training_windows
+from recengine.evaluate import metrics_from_ranks, popularity_scorer, target_ranks
+
+
+def test_target_ranks_remove_seen_items_and_padding() -> None:
+    # items 1..5; scores: item 3 best, then 1, 4, 2, 5; padding column 0 has a huge score
+    scores = torch.tensor([[99.0, 0.8, 0.5, 0.9, 0.7, 0.1]])
+    assert target_ranks(scores, [[]], [4]).tolist() == [2]  # 3 and 1 above it
+    assert target_ranks(scores, [[3]], [4]).tolist() == [1]  # 3 is seen, removed
+    assert target_ranks(scores, [[3, 1]], [4]).tolist() == [0]
+
+
+def test_ties_count_against_the_target() -> None:
+    scores = torch.ones(1, 6)
+    assert target_ranks(scores, [[]], [2]).tolist() == [4]  # tied with 4 other real items
+
+
+def test_metrics_by_hand() -> None:
+    m = metrics_from_ranks([0, 1, 9, 10, 50], k=10)
+    assert m.hr == pytest.approx(3 / 5)
+    expected_ndcg = (1 / math.log2(2) + 1 / math.log2(3) + 1 / math.log2(11)) / 5
+    assert m.ndcg == pytest.approx(expected_ndcg)
+    assert m.mrr == pytest.approx((1 + 1 / 2 + 1 / 10) / 5)
+    assert metrics_from_ranks([], k=10).n_cases == 0
+
+
+def test_popularity_scorer_counts_training_items() -> None:
+    score = popularity_scorer([[1, 2, 2], [2, 3]], n_items=4)
+    assert score([[1]]).tolist() == [[0.0, 1.0, 3.0, 1.0, 0.0]]
+
+
+def test_leave_one_out_split() -> None:
+    split = leave_one_out({1: [10, 11, 12, 13], 2: [20, 21]})
+    assert split.train == {1: [10, 11], 2: [20, 21]}
+    assert [(c.history, c.target) for c in split.valid] == [((10, 11), 12)]
+    assert [(c.history, c.target) for c in split.test] == [((10, 11, 12), 13)]
+
+
+def test_padding_helpers() -> None:
+    assert left_pad([1, 2, 3], 5) == [0, 0, 1, 2, 3]
+    assert left_pad([1, 2, 3, 4], 2) == [3, 4]
+    assert pad_batch([[1], [2, 3, 4]], max_len=2).tolist() == [[0, 1], [3, 4]]
+
+
+def test_training_windows_cover_every_transition_once() -> None:
+    inputs, targets = training_windows([[1, 2, 3, 4, 5, 6]], max_len=3)
+    pairs = {
+        (int(i), int(t))
+        for row_i, row_t in zip(inputs, targets, strict=True)
+        for i, t in zip(row_i, row_t, strict=True)
+        if t != 0
+    }
+    assert pairs == {(1, 2), (2, 3), (3, 4), (4, 5), (5, 6)}
+    assert int((targets != 0).sum()) == 5
+    with pytest.raises(ValueError, match="at least 2 events"):
+        training_windows([[1]], max_len=3)
+
+
+def test_item_vocab_round_trip_and_unknown_ids() -> None:
+    vocab = ItemVocab.from_ids([30, 10, 20, 10])
+    assert vocab.item_ids == (10, 20, 30)
+    assert vocab.encode([20, 99, 30]) == [2, 3]
+    assert vocab.decode(3) == 30
+    assert 99 not in vocab
+
+
+def test_token_table_is_sorted_deduplicated_and_capped() -> None:
+    from recengine.features import token_table
+
+    vocab = ItemVocab.from_ids([7, 3])
+    names, table = token_table(vocab, {3: ["b", "a", "b"], 7: ["c", "a", "d"]}, per_item=2)
+    assert names == ["a", "b", "c", "d"]
+    assert table.tolist() == [[0, 0], [2, 1], [3, 1]]  # row 1 is item 3, row 2 is item 7

@@ -1,0 +1,157 @@
+"""The service the pages use: events, cold start, attention picks, checkpoint fallback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from db.errors import UnknownIdError
+from recengine.checkpoint import CARD_FILE, WEIGHTS_FILE
+from recengine.service import RecService
+from tests.conftest import tiny_settings
+
+
+def new_user_session(service: RecService) -> tuple[int, int]:
+    user = service.create_user("Test Person", seed=1)
+    return user, service.start_session(user, "mobile", "evening")
+
+
+def busiest_user(service: RecService) -> int:
+    sequences = service.repo.user_sequences()
+    return max(sequences, key=lambda u: len(sequences[u]))
+
+
+def test_trained_model_beats_popularity_on_held_out_last_event(service: RecService) -> None:
+    metrics = service.model_status().metrics
+    sasrec, pop = metrics["sasrec"]["test"], metrics["popularity"]["test"]
+    assert sasrec["n_cases"] == pop["n_cases"] > 0
+    assert sasrec["hr@10"] > pop["hr@10"] * 1.5
+    assert sasrec["ndcg@10"] > pop["ndcg@10"] * 1.5
+
+
+def test_new_user_gets_popularity_then_content_then_attention(service: RecService) -> None:
+    threshold = service.settings.cold_start_min_events
+    user, session = new_user_session(service)
+    recs = service.recommend(user, k=5)
+    assert recs.source == "popularity" and recs.n_events == 0
+    assert len(recs.items) == 5 and all(r.source == "popularity" for r in recs.items)
+
+    phone = service.search_catalog(category="Phones", limit=1)[0]
+    service.record_event(session, phone.id, "view")
+    recs = service.recommend(user, k=5)
+    assert recs.source == "content"
+    assert phone.id not in {r.item.id for r in recs.items}
+    # Content picks after one phone view lean to the same category or its accessories.
+    assert sum("Phone" in r.item.category for r in recs.items) >= 3
+    for r in recs.items:  # each pick explains itself over the one history item
+        assert r.history_weights == pytest.approx((1.0,))
+
+    others = [i for i in service.search_catalog(category="Phones", limit=5) if i.id != phone.id]
+    for item in others[: threshold - 1]:
+        service.record_event(session, item.id, "cart")
+    recs = service.recommend(user, k=10)
+    assert recs.n_events == threshold
+    assert recs.source == "attention"
+    assert all(r.source == "attention" for r in recs.items)
+
+
+def test_attention_picks_remove_seen_items_and_carry_weights(service: RecService) -> None:
+    user = busiest_user(service)
+    recs = service.recommend(user, k=10)
+    assert recs.source == "attention"
+    seen = {h.item.id for h in service.history(user)}
+    assert len(recs.items) == 10
+    assert not seen & {r.item.id for r in recs.items}
+    scores = [r.score for r in recs.items]
+    assert scores == sorted(scores, reverse=True)
+    for r in recs.items:
+        assert len(r.history_weights) == len(recs.history)
+        assert sum(r.history_weights) == pytest.approx(1.0, abs=1e-5)
+        assert min(r.history_weights) >= 0.0
+    assert len(recs.history) <= service._model.model.config.max_len  # type: ignore[union-attr]
+
+
+def test_a_click_changes_the_recommendations(service: RecService) -> None:
+    user = busiest_user(service)
+    session = service.start_session(user)
+    before = [r.item.id for r in service.recommend(user, k=10).items]
+    service.record_event(session, before[0], "purchase")
+    after = [r.item.id for r in service.recommend(user, k=10).items]
+    assert before[0] not in after
+    assert after != before
+
+
+def test_recommend_for_session_uses_the_sessions_user(service: RecService) -> None:
+    user, session = new_user_session(service)
+    assert service.recommend_for_session(session).user_id == user
+
+
+def test_unknown_ids_are_refused_and_nothing_is_written(service: RecService) -> None:
+    user, session = new_user_session(service)
+    events_before = service.repo.counts()["events"]
+    with pytest.raises(UnknownIdError):
+        service.record_event(session, 10**6, "view")
+    with pytest.raises(UnknownIdError):
+        service.record_event(10**6, 1, "view")
+    with pytest.raises(UnknownIdError):
+        service.recommend(10**6)
+    with pytest.raises(UnknownIdError):
+        service.recommend_for_session(10**6)
+    with pytest.raises(ValueError):
+        service.start_session(user, device="toaster")
+    assert service.repo.counts()["events"] == events_before
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt_weights", "corrupt_card", "wrong_shape"])
+def test_broken_checkpoint_falls_back_to_content_with_a_notice(
+    state_dir: Path, damage: str
+) -> None:
+    ckpt = state_dir / "models" / "sasrec-default"
+    if damage == "missing":
+        (ckpt / WEIGHTS_FILE).unlink()
+        (ckpt / CARD_FILE).unlink()
+    elif damage == "corrupt_weights":
+        (ckpt / WEIGHTS_FILE).write_bytes(b"not a torch file")
+    elif damage == "corrupt_card":
+        (ckpt / CARD_FILE).write_text("{ half a json")
+    elif damage == "wrong_shape":
+        card = json.loads((ckpt / CARD_FILE).read_text())
+        card["model_config"]["d_model"] = 8
+        (ckpt / CARD_FILE).write_text(json.dumps(card))
+
+    service = RecService(tiny_settings(state_dir))
+    service.ensure_database()
+    status = service.load_model()
+    assert not status.ready
+    assert str(ckpt) in status.message
+    user = busiest_user(service)
+    recs = service.recommend(user, k=5)
+    assert recs.source == "content"
+    assert recs.notice and "Attention model unavailable" in recs.notice
+    assert len(recs.items) == 5
+
+
+def test_checkpoint_from_another_catalog_is_refused(state_dir: Path, tmp_path: Path) -> None:
+    other_state = tmp_path / "other"
+    other = RecService(tiny_settings(other_state, seed=8))
+    other.ensure_database()
+    (other_state / "models").symlink_to(state_dir / "models")
+    status = other.load_model()
+    assert not status.ready
+    assert "another catalog" in status.message
+
+
+def test_saved_model_scores_like_the_trained_one(service: RecService) -> None:
+    """Reloading the checkpoint twice gives identical scores (deterministic inference)."""
+    user = busiest_user(service)
+    first = service.recommend(user, k=10)
+    again = RecService(service.settings)
+    again.load_model()
+    second = again.recommend(user, k=10)
+    assert [r.item.id for r in first.items] == [r.item.id for r in second.items]
+    assert torch.allclose(
+        torch.tensor([r.score for r in first.items]), torch.tensor([r.score for r in second.items])
+    )
