@@ -1,0 +1,60 @@
+"""AttnRec Lab home: what the demo is, database and model status, links to the pages."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui.sidebar import sidebar
+from ui.state import get_service
+from ui.training import train_button
+
+st.set_page_config(page_title="AttnRec Lab", page_icon=":material/neurology:", layout="wide")
+
+service = get_service()
+sidebar(service)
+
+st.title("AttnRec Lab")
+st.markdown(
+    "Explainable, attention-based recommendation you can poke at. Browse a store as one of its "
+    "users: every view, add-to-cart and purchase is written to the database, and a SASRec "
+    "self-attention model rescores every item in the catalog on each click. For each pick you "
+    "see which of your earlier items the model attended to. Users with too little history get "
+    "content-based picks, labelled as such."
+)
+st.page_link(
+    "pages/1_Session_Simulator.py",
+    label="Open the Session Simulator",
+    icon=":material/shopping_cart:",
+)
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Database")
+    counts = service.repo.counts()
+    st.caption(service.database_location)
+    cols = st.columns(4)
+    for col, (name, value) in zip(cols, counts.items(), strict=True):
+        col.metric(name.capitalize(), f"{value:,}")
+
+with right:
+    st.subheader("Attention model")
+    status = service.model_status()
+    if status.ready:
+        st.success(status.message, icon=":material/check_circle:")
+        test = {name: m["test"] for name, m in status.metrics.items()}
+        st.dataframe(
+            [{"model": name, **values} for name, values in test.items()],
+            hide_index=True,
+        )
+        st.caption(
+            f"Leave-one-out test on the last event of each user, full ranking over all items. "
+            f"Trained in {status.training.get('train_seconds')} s, "
+            f"{status.training.get('epochs_run')} epochs on {status.training.get('device')}."
+        )
+    else:
+        st.warning(
+            f"No attention model: {status.message}. Recommendations fall back to "
+            "content-based and popularity picks.",
+            icon=":material/warning:",
+        )
+        train_button(service)

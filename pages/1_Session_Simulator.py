@@ -1,0 +1,148 @@
+"""Session Simulator: browse the catalog as a user and watch the recommendations react."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from db.errors import UnknownIdError
+from recengine.service import Recommendations
+from ui.charts import history_weights_chart, history_weights_frame
+from ui.sidebar import current_session, sidebar
+from ui.state import get_service
+from ui.text import plain
+
+st.set_page_config(page_title="Session Simulator · AttnRec Lab", layout="wide")
+
+SOURCE_LABEL = {
+    "attention": ":blue-badge[attention]",
+    "content": ":orange-badge[content]",
+    "popularity": ":gray-badge[popularity]",
+}
+KIND_ICON = {
+    "view": ":material/visibility:",
+    "cart": ":material/add_shopping_cart:",
+    "purchase": ":material/payments:",
+}
+CATALOG_PAGE = 15
+
+service = get_service()
+sidebar(service)
+user_id, session_id = current_session(service)
+
+
+def record(item_id: int, kind: str) -> None:
+    """Button callback: runs before the rerun, so the list below already reflects the click."""
+    try:
+        service.record_event(session_id, item_id, kind)
+        st.session_state["last_event"] = (kind, item_id)
+    except (UnknownIdError, ValueError) as exc:
+        st.session_state["event_error"] = str(exc)
+
+
+st.title("Session Simulator")
+if error := st.session_state.pop("event_error", None):
+    st.error(error)
+
+catalog_col, recs_col = st.columns([5, 6], gap="large")
+
+with catalog_col:
+    st.subheader("Catalog")
+    q_col, c_col = st.columns([3, 2])
+    query = q_col.text_input("Search", key="catalog_query", placeholder="title, brand or tag")
+    category = c_col.selectbox("Category", ["All", *service.categories()], key="catalog_category")
+    results = service.search_catalog(
+        query, None if category == "All" else category, limit=CATALOG_PAGE
+    )
+    if not results:
+        st.info("No item matches this search.")
+    for item in results:
+        with st.container(border=True):
+            st.markdown(
+                f"**{plain(item.title)}**  \n{plain(item.category)} · "
+                f"{plain(item.brand)} · ${item.price:,.2f}"
+            )
+            b1, b2, b3 = st.columns(3)
+            b1.button(
+                "View",
+                key=f"view_{item.id}",
+                on_click=record,
+                args=(item.id, "view"),
+                icon=KIND_ICON["view"],
+                width="stretch",
+            )
+            b2.button(
+                "Cart",
+                key=f"cart_{item.id}",
+                on_click=record,
+                args=(item.id, "cart"),
+                icon=KIND_ICON["cart"],
+                width="stretch",
+            )
+            b3.button(
+                "Buy",
+                key=f"purchase_{item.id}",
+                on_click=record,
+                args=(item.id, "purchase"),
+                icon=KIND_ICON["purchase"],
+                width="stretch",
+            )
+
+
+def draw_recommendations(recs: Recommendations) -> None:
+    if recs.notice:
+        st.warning(recs.notice, icon=":material/warning:")
+    if recs.source == "attention":
+        st.caption(
+            f"{recs.n_events} events in this user's history: the attention model ranks "
+            f"all items ({recs.elapsed_ms:.0f} ms)."
+        )
+    else:
+        st.info(
+            f"Cold start: {recs.n_events} event(s), the attention model takes over at "
+            f"{recs.cold_start_threshold}. These are **{recs.source}** picks.",
+            icon=":material/ac_unit:",
+        )
+    with st.container(key="rec_list"):
+        for r in recs.items:
+            text_col, button_col = st.columns([5, 2], vertical_alignment="center")
+            text_col.markdown(
+                f"**{r.rank}. {plain(r.item.title)}** {SOURCE_LABEL.get(r.source, r.source)}  \n"
+                f"{plain(r.item.category)} · ${r.item.price:,.2f} · score {r.score:.3f}"
+            )
+            button_col.button(
+                "View",
+                key=f"rec_view_{r.item.id}",
+                on_click=record,
+                args=(r.item.id, "view"),
+                icon=KIND_ICON["view"],
+            )
+
+    if not recs.items:
+        return
+    by_rank = {r.rank: r for r in recs.items}
+    rank = st.selectbox(
+        "Explain pick",
+        options=list(by_rank),
+        format_func=lambda r: f"{r}. {by_rank[r].item.title}",
+        key="explain_rank",
+    )
+    pick = by_rank[rank or 1]
+    st.markdown(f"{SOURCE_LABEL.get(pick.source, pick.source)} **{plain(pick.item.title)}**")
+    if pick.history_weights and recs.history:
+        frame = history_weights_frame(recs, pick)
+        st.altair_chart(
+            history_weights_chart(frame, recs.weights_label), key="weights_chart", width="stretch"
+        )
+    else:
+        st.caption("No history yet: this pick is simply popular.")
+
+
+with recs_col:
+    st.subheader("Recommended for this user")
+    recs = service.recommend(user_id, k=10)
+    draw_recommendations(recs)
+    with st.expander(f"History ({recs.n_events} events, latest first)"):
+        for h in reversed(recs.history[-20:]):
+            st.markdown(
+                f"{KIND_ICON.get(h.kind, '')} {plain(h.item.title)} · {plain(h.item.category)}"
+            )
