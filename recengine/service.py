@@ -35,6 +35,10 @@ from recengine.train import ProgressCallback, TrainConfig, TrainResult, train_sa
 
 log = logging.getLogger(__name__)
 
+# The app's default model: SASRec with content tokens in the item vectors (docs/benchmarks.md
+# compares it with id embeddings only). ~10 events per item is sparse, hence the high dropout.
+DEFAULT_MODEL_CONFIG: dict[str, object] = {"dropout": 0.5}
+
 DEVICES = ("desktop", "mobile", "tablet")
 TIMES_OF_DAY = ("morning", "afternoon", "evening", "night")
 
@@ -183,7 +187,7 @@ class RecService:
                 [i.id for i in items],
                 catalog_fingerprint=catalog_fingerprint(items),
                 item_tokens={i.id: item_tokens(i) for i in items},
-                model_config=model_config,
+                model_config=DEFAULT_MODEL_CONFIG if model_config is None else model_config,
                 train_config=config,
                 progress=progress,
             )

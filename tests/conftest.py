@@ -15,14 +15,15 @@ import pytest
 
 from db.engine import create_schema
 from db.synthetic import WORLD_SIZES, seed_database
-from recengine.service import RecService
+from recengine.service import DEFAULT_MODEL_CONFIG, RecService
 from recengine.settings import Settings
 from recengine.train import TrainConfig
 
 # The tiny catalog with more users, so held-out metrics rest on a few hundred cases.
 TEST_WORLD = replace(WORLD_SIZES["tiny"], n_users=200, seed=7)
 TINY_TRAIN = TrainConfig(max_epochs=60, eval_every=5, patience=4, time_budget_s=30, seed=7)
-TINY_MODEL = {"d_model": 32, "n_layers": 2, "n_heads": 2, "max_len": 30}
+# The app's default model, smaller, so the whole suite trains it in seconds.
+TINY_MODEL = {**DEFAULT_MODEL_CONFIG, "d_model": 32, "max_len": 30}
 
 
 def tiny_settings(state_dir: Path, **changes: object) -> Settings:

@@ -110,10 +110,9 @@ class SASRec(nn.Module):
     def __init__(self, config: SASRecConfig) -> None:
         super().__init__()
         self.config = config
-        d_tokens = config.d_model // 2 if config.n_tokens > 0 else 0
-        self.item_emb = nn.Embedding(config.n_items + 1, config.d_model - d_tokens, padding_idx=0)
+        self.item_emb = nn.Embedding(config.n_items + 1, config.d_model, padding_idx=0)
         if config.n_tokens > 0:
-            self.token_emb = nn.Embedding(config.n_tokens + 1, d_tokens, padding_idx=0)
+            self.token_emb = nn.Embedding(config.n_tokens + 1, config.d_model, padding_idx=0)
             # (n_items + 1, tokens_per_item) token ids per item, 0-padded; set by set_item_tokens.
             self.register_buffer(
                 "item_tokens",
@@ -158,7 +157,7 @@ class SASRec(nn.Module):
             tokens = self.item_tokens
             present = (tokens != 0).unsqueeze(-1).to(table.dtype)  # (n_items + 1, L, 1)
             summed = (self.token_emb(tokens) * present).sum(dim=1)
-            table = torch.cat([table, summed / present.sum(dim=1).clamp(min=1.0)], dim=-1)
+            table = table + summed / present.sum(dim=1).clamp(min=1.0)
         return table
 
     def forward(self, seqs: torch.Tensor) -> SASRecOutput:
