@@ -41,9 +41,17 @@ with right:
     status = service.model_status()
     if status.ready:
         st.success(status.message, icon=":material/check_circle:")
-        test = {name: m["test"] for name, m in status.metrics.items()}
         st.dataframe(
-            [{"model": name, **values} for name, values in test.items()],
+            [
+                {
+                    "model": "SASRec" if name == "sasrec" else name.capitalize(),
+                    "HR@10": m["test"]["hr@10"],
+                    "NDCG@10": m["test"]["ndcg@10"],
+                    "MRR@10": m["test"]["mrr@10"],
+                    "test cases": m["test"]["n_cases"],
+                }
+                for name, m in status.metrics.items()
+            ],
             hide_index=True,
         )
         st.caption(

@@ -24,6 +24,7 @@ KIND_ICON = {
     "purchase": ":material/payments:",
 }
 CATALOG_PAGE = 15
+EXPLAIN_KEY = "explain_item"
 
 service = get_service()
 sidebar(service)
@@ -119,20 +120,24 @@ def draw_recommendations(recs: Recommendations) -> None:
 
     if not recs.items:
         return
-    by_rank = {r.rank: r for r in recs.items}
-    rank = st.selectbox(
-        "Explain pick",
-        options=list(by_rank),
-        format_func=lambda r: f"{r}. {by_rank[r].item.title}",
-        key="explain_rank",
-    )
-    pick = by_rank[rank or 1]
+    by_item = {r.item.id: r for r in recs.items}
+    # Keyed by item, not rank: after a click the explanation follows the item while it stays in
+    # the list, and falls back to the new top pick when it leaves.
+    if st.session_state.get(EXPLAIN_KEY) not in by_item:
+        st.session_state[EXPLAIN_KEY] = recs.items[0].item.id
+    pick = by_item[
+        st.selectbox(
+            "Explain pick",
+            options=list(by_item),
+            format_func=lambda i: f"{by_item[i].rank}. {by_item[i].item.title}",
+            key=EXPLAIN_KEY,
+        )
+    ]
     st.markdown(f"{SOURCE_LABEL.get(pick.source, pick.source)} **{plain(pick.item.title)}**")
     if pick.history_weights and recs.history:
+        st.caption(recs.weights_label)
         frame = history_weights_frame(recs, pick)
-        st.altair_chart(
-            history_weights_chart(frame, recs.weights_label), key="weights_chart", width="stretch"
-        )
+        st.altair_chart(history_weights_chart(frame), key="weights_chart", width="stretch")
     else:
         st.caption("No history yet: this pick is simply popular.")
 

@@ -140,10 +140,16 @@ def test_search_and_category_filter(app_env: Path) -> None:
     assert any("No item matches" in i.value for i in at.info)
 
 
-def test_explain_pick_shows_weights_chart(app_env: Path) -> None:
+def test_explain_pick_follows_the_item_and_shows_its_weights(app_env: Path) -> None:
     at = open_simulator(user_id=1)
-    assert at.selectbox(key="explain_rank").value == 1
-    at.selectbox(key="explain_rank").set_value(3).run()
+    picks = rec_ids(at)
+    assert at.selectbox(key="explain_item").value == picks[0]
+    at.selectbox(key="explain_item").set_value(picks[2]).run()
     assert not at.exception
-    # Charts are opaque to AppTest; the caption-less path means a chart was drawn.
-    assert not any("No history yet" in c.value for c in at.caption)
+    assert any("attention of the last position" in c.value for c in at.caption)
+    # After a click the chosen item stays explained if it is still recommended, else the top one.
+    key = next(b.key for b in at.button if b.key and b.key.startswith("view_"))
+    at.button(key=key).click().run()
+    now = rec_ids(at)
+    expected = picks[2] if picks[2] in now else now[0]
+    assert at.selectbox(key="explain_item").value == expected

@@ -23,16 +23,19 @@ def history_weights_frame(recs: Recommendations, pick: Recommendation) -> pd.Dat
     return pd.DataFrame(rows, columns=["position", "item", "category", "kind", "weight"])
 
 
-def history_weights_chart(frame: pd.DataFrame, title: str) -> alt.Chart:
+def history_weights_chart(frame: pd.DataFrame) -> alt.Chart:
+    """Horizontal bars, oldest history item on top, every label shown."""
     order = frame["item"].tolist()
     return (
-        alt.Chart(frame, title=title)
+        alt.Chart(frame)
         .mark_bar()
         .encode(
             x=alt.X("weight:Q", title="weight", scale=alt.Scale(domain=[0, 1])),
-            y=alt.Y("item:N", sort=order, title=None, axis=alt.Axis(labelLimit=260)),
+            y=alt.Y(
+                "item:N", sort=order, title=None, axis=alt.Axis(labelLimit=260, labelOverlap=False)
+            ),
             color=alt.Color("kind:N", scale=alt.Scale(domain=["view", "cart", "purchase"])),
             tooltip=["item", "category", "kind", alt.Tooltip("weight:Q", format=".3f")],
         )
-        .properties(height=max(120, 22 * len(frame)))
+        .properties(height=max(120, 24 * len(frame)))
     )
