@@ -17,6 +17,11 @@ from db.errors import DatabaseUnavailableError
 from db.schema import Base
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Execution option for engines/connections that write: on SQLite their transactions start with
+# BEGIN IMMEDIATE, taking the write lock up front. A deferred BEGIN that reads and then writes
+# cannot upgrade its lock while another writer commits, and fails at once with "database is
+# locked" whatever the busy timeout; an immediate one waits its turn instead.
+WRITE_OPTIONS = {"sqlite_begin": "IMMEDIATE"}
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -50,10 +55,19 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     engine = create_engine(url, echo=echo)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
     return engine
 
 
+def writer(engine: Engine) -> Engine:
+    """The same engine (same pool) whose transactions take the SQLite write lock at BEGIN."""
+    return engine.execution_options(**WRITE_OPTIONS)
+
+
 def _sqlite_on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own would be deferred and
+    # late: only before the first write).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
@@ -63,6 +77,11 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-un
         cursor.execute("PRAGMA synchronous = NORMAL")
     finally:
         cursor.close()
+
+
+def _sqlite_on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+    mode = conn.get_execution_options().get("sqlite_begin")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
 
 
 def create_schema(engine: Engine) -> None:

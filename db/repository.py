@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.orm import Session as DbSession
 
+from db.engine import writer
 from db.errors import UnknownIdError
 from db.schema import EVENT_KINDS, Event, Item, Session, User
 
@@ -62,6 +63,8 @@ class UserRow:
 class Repository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Writes go through this twin of the engine (same pool): see db.engine.WRITE_OPTIONS.
+        self.write_engine = writer(engine)
 
     # ---- catalog -------------------------------------------------------------------------
     def count_items(self) -> int:
@@ -130,7 +133,7 @@ class Repository:
         name = name.strip()
         if not name:
             raise ValueError("A user needs a name")
-        with DbSession(self.engine) as db, db.begin():
+        with DbSession(self.write_engine) as db, db.begin():
             user = User(
                 name=name[:120], persona=persona or {}, is_synthetic=False, created_at=_now()
             )
@@ -141,7 +144,7 @@ class Repository:
     def start_session(
         self, user_id: int, device: str = "desktop", time_of_day: str = "afternoon"
     ) -> int:
-        with DbSession(self.engine) as db, db.begin():
+        with DbSession(self.write_engine) as db, db.begin():
             if db.get(User, user_id) is None:
                 raise UnknownIdError(f"Unknown user id {user_id!r}: no session started")
             session = Session(
@@ -163,7 +166,7 @@ class Repository:
         """Record one event; refuse unknown ids or kinds before writing anything."""
         if kind not in EVENT_KINDS:
             raise ValueError(f"Unknown event kind {kind!r}; expected one of {EVENT_KINDS}")
-        with DbSession(self.engine) as db, db.begin():
+        with DbSession(self.write_engine) as db, db.begin():
             if db.get(Session, session_id) is None:
                 raise UnknownIdError(f"Unknown session id {session_id!r}: event not recorded")
             if db.get(Item, item_id) is None:
