@@ -14,7 +14,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.errors import DatabaseUnavailableError
-from db.schema import Base
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Execution option for engines/connections that write: on SQLite their transactions start with
@@ -85,11 +84,16 @@ def _sqlite_on_begin(conn) -> None:  # type: ignore[no-untyped-def]
 
 
 def create_schema(engine: Engine) -> None:
-    """Create missing tables and check the database can be written, with a clear error if not."""
+    """Migrate the schema to the newest revision and check the database can be written.
+
+    Any failure names the database and the reason (DatabaseUnavailableError).
+    """
+    from db.migrate import upgrade  # late: alembic is only needed when the schema is touched
+
     where = describe_location(engine.url.render_as_string(hide_password=False))
     try:
-        Base.metadata.create_all(engine)
-        with engine.begin() as conn:
+        upgrade(engine)
+        with writer(engine).begin() as conn:
             # A real write, so a read-only file fails here and not at the first click.
             conn.execute(text("DELETE FROM app_meta WHERE key = 'write_check'"))
             conn.execute(text("INSERT INTO app_meta (key, value) VALUES ('write_check', 'ok')"))

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -32,6 +33,8 @@ class EventKind(enum.StrEnum):
     VIEW = "view"
     CART = "cart"
     PURCHASE = "purchase"
+    # An explicit rating (MovieLens); the value is in Event.rating.
+    RATING = "rating"
 
 
 class EventReason(enum.StrEnum):
@@ -43,8 +46,18 @@ class EventReason(enum.StrEnum):
     NOISE = "noise"
 
 
+class RecSource(enum.StrEnum):
+    """Where a shown recommendation came from."""
+
+    ATTENTION = "attention"
+    CONTENT = "content"
+    POPULARITY = "popularity"
+    BLEND = "blend"
+
+
 EVENT_KINDS = tuple(k.value for k in EventKind)
 EVENT_REASONS = tuple(r.value for r in EventReason)
+REC_SOURCES = tuple(s.value for s in RecSource)
 
 
 class AppMeta(Base):
@@ -56,33 +69,72 @@ class AppMeta(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+class Dataset(Base):
+    """A world of users, items and events: the synthetic store, MovieLens-1M, ...
+
+    Users and items belong to one dataset; sessions and events through them. The app works on
+    one dataset at a time and can switch.
+    """
+
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    # "synthetic", "movielens-100k", "movielens-1m", "movielens-10m", "sasrec-ml-1m", ...
+    kind: Mapped[str] = mapped_column(String(40))
+    # Where it came from (a path, or the generator config) and anything else worth keeping.
+    source: Mapped[str] = mapped_column(Text, default="")
+    meta: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
+
+
 class User(Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    # The id in the source data (MovieLens user id); None for users made in the app.
+    external_id: Mapped[str | None] = mapped_column(String(64), default=None)
     name: Mapped[str] = mapped_column(String(120))
-    # Persona: interests (category -> weight), city, job ... as made by the generator or the app.
+    # Persona / demographics: interests, city, job (synthetic); gender, age, occupation (MovieLens).
     persona: Mapped[dict] = mapped_column(JSON, default=dict)
+    # What a new user said they like at onboarding (categories, items).
+    preferences: Mapped[dict] = mapped_column(JSON, default=dict)
     is_synthetic: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
 
     sessions: Mapped[list[Session]] = relationship(back_populates="user")
+
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "external_id", name="uq_users_dataset_external"),
+        Index("ix_users_dataset", "dataset_id", "id"),
+    )
 
 
 class Item(Base):
     __tablename__ = "items"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    title: Mapped[str] = mapped_column(String(200))
-    category: Mapped[str] = mapped_column(String(60), index=True)
-    brand: Mapped[str] = mapped_column(String(60))
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    # The id in the source data (MovieLens movie id); None for items made in the app.
+    external_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    title: Mapped[str] = mapped_column(String(300))
+    # The main category (MovieLens: the first genre); every genre is also a tag.
+    category: Mapped[str] = mapped_column(String(60))
+    brand: Mapped[str] = mapped_column(String(60), default="")
     # Space-free tags joined by "," (portable across SQLite and PostgreSQL, easy to search).
     tags: Mapped[str] = mapped_column(String(400), default="")
-    price: Mapped[float] = mapped_column(Float)
+    price: Mapped[float | None] = mapped_column(Float, default=None)
+    year: Mapped[int | None] = mapped_column(Integer, default=None)
     description: Mapped[str] = mapped_column(Text, default="")
+    # When the item entered the catalog: tells new items apart.
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
 
-    __table_args__ = (CheckConstraint("price >= 0", name="ck_items_price_nonneg"),)
+    __table_args__ = (
+        CheckConstraint("price IS NULL OR price >= 0", name="ck_items_price_nonneg"),
+        UniqueConstraint("dataset_id", "external_id", name="uq_items_dataset_external"),
+        Index("ix_items_dataset_category", "dataset_id", "category"),
+    )
 
 
 class Session(Base):
@@ -108,6 +160,8 @@ class Event(Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
     kind: Mapped[str] = mapped_column(String(12))
     ts: Mapped[datetime] = mapped_column(DateTime)
+    # Explicit feedback (MovieLens stars); None for implicit events.
+    rating: Mapped[float | None] = mapped_column(Float, default=None)
     reason: Mapped[str | None] = mapped_column(String(12), default=None)
     cause_event_id: Mapped[int | None] = mapped_column(
         ForeignKey("events.id", ondelete="SET NULL"), default=None
@@ -119,7 +173,53 @@ class Event(Base):
     __table_args__ = (
         CheckConstraint(f"kind IN {EVENT_KINDS!r}", name="ck_events_kind"),
         CheckConstraint(f"reason IS NULL OR reason IN {EVENT_REASONS!r}", name="ck_events_reason"),
+        CheckConstraint(
+            "rating IS NULL OR (rating >= 0 AND rating <= 10)", name="ck_events_rating"
+        ),
         # History of a session in order: the query behind every click.
         Index("ix_events_session_ts", "session_id", "ts", "id"),
         Index("ix_events_item", "item_id"),
     )
+
+
+class Impression(Base):
+    """What was shown to a session: enough to replay and audit a recommendation list."""
+
+    __tablename__ = "impressions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(String(60))
+    source: Mapped[str] = mapped_column(String(12))
+    score: Mapped[float] = mapped_column(Float)
+    rank: Mapped[int] = mapped_column(Integer)
+    # The explanation as shown (weights per history event id, blend weight, ...).
+    explanation: Mapped[dict] = mapped_column(JSON, default=dict)
+    shown_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (
+        CheckConstraint(f"source IN {REC_SOURCES!r}", name="ck_impressions_source"),
+        CheckConstraint("rank >= 1", name="ck_impressions_rank"),
+        Index("ix_impressions_session_shown", "session_id", "shown_at"),
+    )
+
+
+class ModelRun(Base):
+    """One training run: what was trained on what, how well, how long, and where it lives."""
+
+    __tablename__ = "model_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), default=None
+    )
+    model_kind: Mapped[str] = mapped_column(String(40))
+    config: Mapped[dict] = mapped_column(JSON, default=dict)
+    data_fingerprint: Mapped[str] = mapped_column(String(64), default="")
+    metrics: Mapped[dict] = mapped_column(JSON, default=dict)
+    checkpoint_path: Mapped[str] = mapped_column(Text, default="")
+    timings: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_model_runs_dataset_created", "dataset_id", "created_at"),)
