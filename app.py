@@ -30,7 +30,7 @@ st.page_link(
 left, right = st.columns(2)
 with left:
     st.subheader("Database")
-    counts = service.repo.counts()
+    counts = service.counts()
     st.caption(service.database_location)
     cols = st.columns(4)
     for col, (name, value) in zip(cols, counts.items(), strict=True):

@@ -31,7 +31,7 @@ WARMUP = 5
 
 
 def service_clicks(service: RecService, clicks: int) -> tuple[list[float], int]:
-    sequences = service.repo.user_sequences()
+    sequences = service.user_sequences()
     user = max(sequences, key=lambda u: len(sequences[u]))
     session = service.start_session(user)
     catalog = list(service.items)
@@ -87,7 +87,7 @@ def main() -> None:
         if not service.load_model().ready:
             print("No usable model in", state_dir, "- training the default one first")
             service.train_model()
-        counts = service.repo.counts()
+        counts = service.counts()
         svc_samples, history_len = service_clicks(service, args.clicks)
         svc = percentiles(svc_samples)
         print("service record_event + recommend (ms):", svc)

@@ -46,7 +46,7 @@ def hr_by_reason(service: RecService, result: TrainResult) -> dict[str, tuple[fl
     reasons = last_event_reasons(service)
     scorer = model_scorer(result.model, torch.device("cpu"))
     hits: dict[str, list[bool]] = defaultdict(list)
-    for case in leave_one_out(service.repo.user_sequences()).test:
+    for case in leave_one_out(service.user_sequences()).test:
         history = result.vocab.encode(case.history)
         target = result.vocab.index_of(case.target)
         rank = int(target_ranks(scorer([history]), [history], [target])[0])
@@ -74,7 +74,7 @@ def main() -> None:
         started = time.perf_counter()
         service.ensure_database()
         seed_s = time.perf_counter() - started
-        counts = service.repo.counts()
+        counts = service.counts()
         ids_only = train(service, "id embeddings only", {**DEFAULT_MODEL_CONFIG, "n_tokens": 0})
         ids_reasons = hr_by_reason(service, ids_only)
         # Trained last, so the checkpoint a reader could inspect is the app's default.

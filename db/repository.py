@@ -1,7 +1,8 @@
 """Small repository functions: every query the service runs, with bound parameters only.
 
-Each write is one short transaction. Ids coming from the UI are checked first, so an unknown
-id is refused with :class:`UnknownIdError` and nothing is written.
+Each write is one short transaction on the write engine (BEGIN IMMEDIATE on SQLite). Ids coming
+from the UI are checked first, so an unknown id is refused with :class:`UnknownIdError` and
+nothing is written. Catalog and user queries are scoped to one dataset.
 """
 
 from __future__ import annotations
@@ -10,19 +11,28 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import Engine, Select, func, insert, or_, select
 from sqlalchemy.orm import Session as DbSession
 
 from db.engine import writer
 from db.errors import UnknownIdError
-from db.schema import EVENT_KINDS, Event, Item, Session, User
+from db.schema import EVENT_KINDS, Dataset, Event, Impression, Item, ModelRun, Session, User
 
 MAX_SEARCH_RESULTS = 200
 
 
 def _now() -> datetime:
-    # Naive UTC, like the generator's timestamps, so the two sort together.
+    # Naive UTC, like the generator's and importers' timestamps, so they all sort together.
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class DatasetRow:
+    id: int
+    name: str
+    kind: str
+    source: str
+    meta: dict
 
 
 @dataclass(frozen=True)
@@ -32,14 +42,22 @@ class ItemRow:
     category: str
     brand: str
     tags: tuple[str, ...]
-    price: float
+    price: float | None
     description: str
+    year: int | None = None
 
     @classmethod
     def from_orm(cls, item: Item) -> ItemRow:
         tags = tuple(t for t in item.tags.split(",") if t)
         return cls(
-            item.id, item.title, item.category, item.brand, tags, item.price, item.description
+            item.id,
+            item.title,
+            item.category,
+            item.brand,
+            tags,
+            item.price,
+            item.description,
+            item.year,
         )
 
 
@@ -55,9 +73,25 @@ class HistoryEvent:
 @dataclass(frozen=True)
 class UserRow:
     id: int
+    dataset_id: int
     name: str
     persona: dict
     is_synthetic: bool
+
+    @classmethod
+    def from_orm(cls, user: User) -> UserRow:
+        return cls(user.id, user.dataset_id, user.name, dict(user.persona or {}), user.is_synthetic)
+
+
+@dataclass(frozen=True)
+class ShownItem:
+    """One row of a recommendation list as shown, for the impressions log."""
+
+    item_id: int
+    rank: int
+    score: float
+    source: str
+    explanation: dict
 
 
 class Repository:
@@ -66,14 +100,28 @@ class Repository:
         # Writes go through this twin of the engine (same pool): see db.engine.WRITE_OPTIONS.
         self.write_engine = writer(engine)
 
-    # ---- catalog -------------------------------------------------------------------------
-    def count_items(self) -> int:
+    # ---- datasets ------------------------------------------------------------------------
+    def datasets(self) -> list[DatasetRow]:
         with DbSession(self.engine) as db:
-            return db.scalar(select(func.count(Item.id))) or 0
+            rows = db.scalars(select(Dataset).order_by(Dataset.id))
+            return [DatasetRow(d.id, d.name, d.kind, d.source, dict(d.meta or {})) for d in rows]
 
-    def all_items(self) -> list[ItemRow]:
+    def dataset_by_name(self, name: str) -> DatasetRow:
+        for dataset in self.datasets():
+            if dataset.name == name:
+                return dataset
+        raise UnknownIdError(f"Unknown dataset {name!r}")
+
+    # ---- catalog -------------------------------------------------------------------------
+    def count_items(self, dataset_id: int) -> int:
+        stmt = select(func.count(Item.id)).where(Item.dataset_id == dataset_id)
         with DbSession(self.engine) as db:
-            return [ItemRow.from_orm(i) for i in db.scalars(select(Item).order_by(Item.id))]
+            return db.scalar(stmt) or 0
+
+    def all_items(self, dataset_id: int) -> list[ItemRow]:
+        stmt = select(Item).where(Item.dataset_id == dataset_id).order_by(Item.id)
+        with DbSession(self.engine) as db:
+            return [ItemRow.from_orm(i) for i in db.scalars(stmt)]
 
     def items_by_id(self, item_ids: Iterable[int]) -> dict[int, ItemRow]:
         ids = sorted(set(item_ids))
@@ -83,18 +131,23 @@ class Repository:
             rows = db.scalars(select(Item).where(Item.id.in_(ids)))
             return {i.id: ItemRow.from_orm(i) for i in rows}
 
-    def categories(self) -> list[str]:
+    def categories(self, dataset_id: int) -> list[str]:
+        stmt = (
+            select(Item.category)
+            .where(Item.dataset_id == dataset_id)
+            .distinct()
+            .order_by(Item.category)
+        )
         with DbSession(self.engine) as db:
-            return list(db.scalars(select(Item.category).distinct().order_by(Item.category)))
+            return list(db.scalars(stmt))
 
     def search_items(
-        self, query: str = "", category: str | None = None, limit: int = 50
+        self, dataset_id: int, query: str = "", category: str | None = None, limit: int = 50
     ) -> list[ItemRow]:
         """Title/brand/tag search. The text is a bound parameter; LIKE wildcards are escaped."""
         limit = max(1, min(int(limit), MAX_SEARCH_RESULTS))
-        stmt = select(Item)
-        words = query.split()
-        for word in words:
+        stmt = select(Item).where(Item.dataset_id == dataset_id)
+        for word in query.split():
             escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             pattern = f"%{escaped.lower()}%"
             stmt = stmt.where(
@@ -110,32 +163,50 @@ class Repository:
         with DbSession(self.engine) as db:
             return [ItemRow.from_orm(i) for i in db.scalars(stmt)]
 
-    def item_event_counts(self) -> dict[int, int]:
-        """How often each item occurs in events: the popularity signal."""
+    def item_event_counts(self, dataset_id: int) -> dict[int, int]:
+        """How often each item of the dataset occurs in events: the popularity signal."""
+        stmt = (
+            select(Event.item_id, func.count())
+            .join(Item, Item.id == Event.item_id)
+            .where(Item.dataset_id == dataset_id)
+            .group_by(Event.item_id)
+        )
         with DbSession(self.engine) as db:
-            rows = db.execute(select(Event.item_id, func.count()).group_by(Event.item_id))
-            return {item_id: n for item_id, n in rows}
+            return {item_id: n for item_id, n in db.execute(stmt)}
 
     # ---- users and sessions --------------------------------------------------------------
-    def list_users(self, limit: int = 1000) -> list[UserRow]:
+    def list_users(self, dataset_id: int, limit: int = 1000) -> list[UserRow]:
+        stmt = select(User).where(User.dataset_id == dataset_id).order_by(User.id).limit(limit)
         with DbSession(self.engine) as db:
-            users = db.scalars(select(User).order_by(User.id).limit(limit))
-            return [UserRow(u.id, u.name, dict(u.persona or {}), u.is_synthetic) for u in users]
+            return [UserRow.from_orm(u) for u in db.scalars(stmt)]
 
     def get_user(self, user_id: int) -> UserRow:
         with DbSession(self.engine) as db:
             user = db.get(User, user_id)
             if user is None:
                 raise UnknownIdError(f"Unknown user id {user_id!r}")
-            return UserRow(user.id, user.name, dict(user.persona or {}), user.is_synthetic)
+            return UserRow.from_orm(user)
 
-    def create_user(self, name: str, persona: dict | None = None) -> int:
+    def create_user(
+        self,
+        dataset_id: int,
+        name: str,
+        persona: dict | None = None,
+        preferences: dict | None = None,
+    ) -> int:
         name = name.strip()
         if not name:
             raise ValueError("A user needs a name")
         with DbSession(self.write_engine) as db, db.begin():
+            if db.get(Dataset, dataset_id) is None:
+                raise UnknownIdError(f"Unknown dataset id {dataset_id!r}: no user created")
             user = User(
-                name=name[:120], persona=persona or {}, is_synthetic=False, created_at=_now()
+                dataset_id=dataset_id,
+                name=name[:120],
+                persona=persona or {},
+                preferences=preferences or {},
+                is_synthetic=False,
+                created_at=_now(),
             )
             db.add(user)
             db.flush()
@@ -162,25 +233,44 @@ class Repository:
             return user_id
 
     # ---- events --------------------------------------------------------------------------
-    def add_event(self, session_id: int, item_id: int, kind: str) -> int:
-        """Record one event; refuse unknown ids or kinds before writing anything."""
+    def add_event(
+        self, session_id: int, item_id: int, kind: str, rating: float | None = None
+    ) -> int:
+        """Record one event; refuse unknown ids, kinds or another dataset's item first."""
         if kind not in EVENT_KINDS:
             raise ValueError(f"Unknown event kind {kind!r}; expected one of {EVENT_KINDS}")
         with DbSession(self.write_engine) as db, db.begin():
-            if db.get(Session, session_id) is None:
+            user_dataset = db.scalar(
+                select(User.dataset_id)
+                .join(Session, Session.user_id == User.id)
+                .where(Session.id == session_id)
+            )
+            if user_dataset is None:
                 raise UnknownIdError(f"Unknown session id {session_id!r}: event not recorded")
-            if db.get(Item, item_id) is None:
+            item_dataset = db.scalar(select(Item.dataset_id).where(Item.id == item_id))
+            if item_dataset is None:
                 raise UnknownIdError(f"Unknown item id {item_id!r}: event not recorded")
-            event = Event(session_id=session_id, item_id=item_id, kind=kind, ts=_now())
+            if item_dataset != user_dataset:
+                raise UnknownIdError(
+                    f"Item {item_id} belongs to another dataset than session {session_id}'s "
+                    "user: event not recorded"
+                )
+            event = Event(
+                session_id=session_id, item_id=item_id, kind=kind, ts=_now(), rating=rating
+            )
             db.add(event)
             db.flush()
             return event.id
 
+    def _history_stmt(self) -> Select:
+        return select(Event.id, Event.item_id, Event.kind, Event.ts, Event.session_id).join(
+            Session, Session.id == Event.session_id
+        )
+
     def user_history(self, user_id: int, limit: int | None = None) -> list[HistoryEvent]:
         """The user's events over all sessions, oldest first; the last ``limit`` if given."""
         stmt = (
-            select(Event.id, Event.item_id, Event.kind, Event.ts, Event.session_id)
-            .join(Session, Session.id == Event.session_id)
+            self._history_stmt()
             .where(Session.user_id == user_id)
             .order_by(Event.ts.desc(), Event.id.desc())
         )
@@ -192,9 +282,7 @@ class Repository:
 
     def session_history(self, session_id: int) -> list[HistoryEvent]:
         stmt = (
-            select(Event.id, Event.item_id, Event.kind, Event.ts, Event.session_id)
-            .where(Event.session_id == session_id)
-            .order_by(Event.ts, Event.id)
+            self._history_stmt().where(Event.session_id == session_id).order_by(Event.ts, Event.id)
         )
         with DbSession(self.engine) as db:
             return [HistoryEvent(*row) for row in db.execute(stmt)]
@@ -208,11 +296,13 @@ class Repository:
         with DbSession(self.engine) as db:
             return db.scalar(stmt) or 0
 
-    def user_sequences(self) -> dict[int, list[int]]:
+    def user_sequences(self, dataset_id: int) -> dict[int, list[int]]:
         """Every user's item ids in time order: what the model trains on."""
         stmt = (
             select(Session.user_id, Event.item_id)
             .join(Session, Session.id == Event.session_id)
+            .join(User, User.id == Session.user_id)
+            .where(User.dataset_id == dataset_id)
             .order_by(Session.user_id, Event.ts, Event.id)
         )
         sequences: dict[int, list[int]] = {}
@@ -221,15 +311,107 @@ class Repository:
                 sequences.setdefault(user_id, []).append(item_id)
         return sequences
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, dataset_id: int | None = None) -> dict[str, int]:
+        """Row counts, of the whole database or of one dataset."""
+        users = select(func.count(User.id))
+        items = select(func.count(Item.id))
+        sessions = select(func.count(Session.id))
+        events = select(func.count(Event.id))
+        if dataset_id is not None:
+            users = users.where(User.dataset_id == dataset_id)
+            items = items.where(Item.dataset_id == dataset_id)
+            sessions = sessions.join(User, User.id == Session.user_id).where(
+                User.dataset_id == dataset_id
+            )
+            events = (
+                events.join(Session, Session.id == Event.session_id)
+                .join(User, User.id == Session.user_id)
+                .where(User.dataset_id == dataset_id)
+            )
         with DbSession(self.engine) as db:
             return {
-                "users": db.scalar(select(func.count(User.id))) or 0,
-                "items": db.scalar(select(func.count(Item.id))) or 0,
-                "sessions": db.scalar(select(func.count(Session.id))) or 0,
-                "events": db.scalar(select(func.count(Event.id))) or 0,
+                name: db.scalar(stmt) or 0
+                for name, stmt in (
+                    ("users", users),
+                    ("items", items),
+                    ("sessions", sessions),
+                    ("events", events),
+                )
             }
 
+    # ---- what was shown, what was trained --------------------------------------------------
+    def add_impressions(self, session_id: int, model: str, shown: Sequence[ShownItem]) -> None:
+        """Log a recommendation list as shown (one transaction for the whole list)."""
+        if not shown:
+            return
+        now = _now()
+        rows = [
+            {
+                "session_id": session_id,
+                "item_id": s.item_id,
+                "model": model,
+                "source": s.source,
+                "score": s.score,
+                "rank": s.rank,
+                "explanation": s.explanation,
+                "shown_at": now,
+            }
+            for s in shown
+        ]
+        with self.write_engine.begin() as conn:
+            conn.execute(insert(Impression), rows)
 
-def ids_of(rows: Sequence[HistoryEvent]) -> list[int]:
-    return [r.item_id for r in rows]
+    def impressions(self, session_id: int) -> list[dict]:
+        stmt = (
+            select(Impression)
+            .where(Impression.session_id == session_id)
+            .order_by(Impression.shown_at, Impression.id)
+        )
+        with DbSession(self.engine) as db:
+            return [
+                {
+                    "item_id": i.item_id,
+                    "model": i.model,
+                    "source": i.source,
+                    "score": i.score,
+                    "rank": i.rank,
+                    "explanation": i.explanation,
+                    "shown_at": i.shown_at,
+                }
+                for i in db.scalars(stmt)
+            ]
+
+    def add_model_run(
+        self,
+        dataset_id: int | None,
+        model_kind: str,
+        *,
+        config: dict,
+        data_fingerprint: str,
+        metrics: dict,
+        checkpoint_path: str,
+        timings: dict,
+    ) -> int:
+        with DbSession(self.write_engine) as db, db.begin():
+            run = ModelRun(
+                dataset_id=dataset_id,
+                model_kind=model_kind,
+                config=config,
+                data_fingerprint=data_fingerprint,
+                metrics=metrics,
+                checkpoint_path=checkpoint_path,
+                timings=timings,
+                created_at=_now(),
+            )
+            db.add(run)
+            db.flush()
+            return run.id
+
+    def model_runs(self, dataset_id: int) -> list[ModelRun]:
+        stmt = (
+            select(ModelRun)
+            .where(ModelRun.dataset_id == dataset_id)
+            .order_by(ModelRun.created_at.desc())
+        )
+        with DbSession(self.engine, expire_on_commit=False) as db:
+            return list(db.scalars(stmt))

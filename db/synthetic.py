@@ -17,22 +17,23 @@ pinned numpy and Faker versions.
 
 from __future__ import annotations
 
-import json
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from faker import Faker
-from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, text
+from sqlalchemy import Connection, Engine, insert, select
 
-from db.schema import AppMeta, Event, EventKind, EventReason, Item, Session, User
+from db.bulk import advance_id_sequences, insert_batches, next_id
+from db.engine import writer
+from db.schema import Dataset, Event, EventKind, EventReason, Item, Session, User
 
 WORLD_START = datetime(2026, 1, 1)
 """Sessions start on or after this instant; items and users are created before it."""
 
-INSERT_BATCH_ROWS = 5000
+DEFAULT_DATASET_NAME = "synthetic"
 MIN_ITEMS = 60  # enough for every category to get at least one item, accessories included
 
 
@@ -978,85 +979,105 @@ def generate_world(config: WorldConfig) -> World:
     return World(config, items, users, sessions, events, trigger_pairs)
 
 
-def world_meta(world: World) -> dict[str, str]:
-    """The app_meta rows that describe a written world."""
+def world_meta(world: World) -> dict[str, object]:
+    """What the dataset row keeps about a world (JSON-able), with the world's own ids."""
     return {
-        "world_seed": str(world.config.seed),
-        "world_size": size_name(world.config),
-        "world_config": json.dumps(asdict(world.config), sort_keys=True),
-        "trigger_pairs": json.dumps([list(pair) for pair in world.trigger_pairs]),
+        "seed": world.config.seed,
+        "size": size_name(world.config),
+        "config": asdict(world.config),
+        "trigger_pairs": [list(pair) for pair in world.trigger_pairs],
     }
 
 
-def _insert_batches(conn: Connection, table: Table, rows: Sequence[dict]) -> None:
-    for start in range(0, len(rows), INSERT_BATCH_ROWS):
-        conn.execute(insert(table), list(rows[start : start + INSERT_BATCH_ROWS]))
+@dataclass(frozen=True)
+class IdOffsets:
+    """Added to the world's ids (which start at 1) so it fits after the rows already there."""
+
+    items: int = 0
+    users: int = 0
+    sessions: int = 0
+    events: int = 0
+
+    @classmethod
+    def after_existing_rows(cls, conn: Connection) -> IdOffsets:
+        return cls(*(next_id(conn, t) - 1 for t in (ITEMS, USERS, SESSIONS, EVENTS)))
 
 
-def _advance_id_sequences(conn: Connection, tables: Sequence[Table]) -> None:
-    """On PostgreSQL, move the id sequences past the explicit ids we inserted.
-
-    Explicit ids do not advance a SERIAL sequence, so the app's next own insert would get id 1
-    and collide. SQLite needs nothing: a new INTEGER PRIMARY KEY is max(id) + 1.
-    """
-    if conn.dialect.name != "postgresql":
-        return
-    for table in tables:
-        conn.execute(
-            text(
-                f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
-                f"(SELECT max(id) FROM {table.name}))"
-            )
-        )
+ITEMS, USERS, SESSIONS, EVENTS = (m.__table__ for m in (Item, User, Session, Event))
 
 
-def _write_world(conn: Connection, world: World) -> None:
-    tables = (Item.__table__, User.__table__, Session.__table__, Event.__table__)
-    rows = (world.items, world.users, world.sessions, world.events)
-    # Parents before children; events are in id order, so every cause exists before its effect.
-    for table, table_rows in zip(tables, rows, strict=True):
-        _insert_batches(conn, table, table_rows)
-    _advance_id_sequences(conn, [t for t, r in zip(tables, rows, strict=True) if r])
-    meta = world_meta(world)
-    meta_table = AppMeta.__table__
-    conn.execute(delete(meta_table).where(meta_table.c.key.in_(list(meta))))
-    conn.execute(insert(meta_table), [{"key": k, "value": v} for k, v in meta.items()])
+def _shifted(world: World, dataset_id: int, off: IdOffsets) -> tuple[list[dict], ...]:
+    items = [{**i, "id": i["id"] + off.items, "dataset_id": dataset_id} for i in world.items]
+    users = [{**u, "id": u["id"] + off.users, "dataset_id": dataset_id} for u in world.users]
+    sessions = [
+        {**s, "id": s["id"] + off.sessions, "user_id": s["user_id"] + off.users}
+        for s in world.sessions
+    ]
+    events = [
+        {
+            **e,
+            "id": e["id"] + off.events,
+            "session_id": e["session_id"] + off.sessions,
+            "item_id": e["item_id"] + off.items,
+            "cause_event_id": None
+            if e["cause_event_id"] is None
+            else e["cause_event_id"] + off.events,
+        }
+        for e in world.events
+    ]
+    return items, users, sessions, events
 
 
-def write_world(engine: Engine, world: World) -> None:
-    """Insert every row of ``world`` and its app_meta facts in one transaction."""
-    with engine.begin() as conn:
-        _write_world(conn, world)
-
-
-def _tables_with_rows(conn: Connection) -> list[str]:
-    tables = (Item.__table__, User.__table__, Session.__table__, Event.__table__)
-    return [t.name for t in tables if conn.execute(select(func.count()).select_from(t)).scalar()]
-
-
-def _refuse_if_not_empty(conn: Connection) -> None:
-    filled = _tables_with_rows(conn)
-    if filled:
+def _refuse_existing_name(conn: Connection, name: str) -> None:
+    if conn.execute(select(Dataset.id).where(Dataset.name == name)).first() is not None:
         raise ValueError(
-            "Refusing to seed the synthetic world: the database already has rows in "
-            f"{', '.join(filled)}. Seed an empty database (or delete the file) instead."
+            f"Refusing to seed the synthetic world: a dataset named {name!r} already exists. "
+            "Pick another name or use a fresh database."
         )
 
 
-def seed_database(engine: Engine, config: WorldConfig) -> World:
-    """Generate the world and write it; raise ValueError, writing nothing, if data exists.
+def _write_world(conn: Connection, world: World, name: str) -> int:
+    _refuse_existing_name(conn, name)
+    off = IdOffsets.after_existing_rows(conn)
+    meta = world_meta(world)
+    # The dataset's trigger pairs use database ids, like everything else stored.
+    meta["trigger_pairs"] = [[a + off.items, b + off.items] for a, b in world.trigger_pairs]
+    meta["id_offsets"] = asdict(off)
+    dataset_id = conn.execute(
+        insert(Dataset).returning(Dataset.id),
+        {
+            "name": name,
+            "kind": "synthetic",
+            "source": f"db.synthetic, {meta['size']} world, seed {world.config.seed}",
+            "meta": meta,
+            "created_at": datetime.now(UTC).replace(tzinfo=None),
+        },
+    ).scalar_one()
+    tables = (ITEMS, USERS, SESSIONS, EVENTS)
+    # Parents before children; events are in id order, so every cause exists before its effect.
+    for table, rows in zip(tables, _shifted(world, dataset_id, off), strict=True):
+        insert_batches(conn, table, rows)
+    advance_id_sequences(conn, tables)
+    return dataset_id
 
-    The synthetic world uses ids from 1, so it needs empty items, users, sessions and events
-    tables (the schema must exist: ``db.engine.create_schema``). The check runs before
-    generation (fail fast) and again inside the write transaction (another process may have
-    seeded meanwhile).
+
+def write_world(engine: Engine, world: World, name: str = DEFAULT_DATASET_NAME) -> int:
+    """Insert every row of ``world`` as a new dataset in one transaction; returns its id.
+
+    Ids continue after the rows already in the database (on an empty one they are the world's).
     """
+    with writer(engine).begin() as conn:
+        return _write_world(conn, world, name)
+
+
+def seed_database(engine: Engine, config: WorldConfig, name: str = DEFAULT_DATASET_NAME) -> World:
+    """Generate the world and write it as dataset ``name``; refuse, writing nothing, if that
+    name is taken. The check runs before generation (fail fast) and again inside the write
+    transaction (another process may have seeded meanwhile)."""
     with engine.connect() as conn:
-        _refuse_if_not_empty(conn)
+        _refuse_existing_name(conn, name)
     world = generate_world(config)
-    with engine.begin() as conn:
-        _refuse_if_not_empty(conn)
-        _write_world(conn, world)
+    write_world(engine, world, name)
     return world
 
 

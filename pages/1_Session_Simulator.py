@@ -144,7 +144,7 @@ def draw_recommendations(recs: Recommendations) -> None:
 
 with recs_col:
     st.subheader("Recommended for this user")
-    recs = service.recommend(user_id, k=10)
+    recs = service.recommend_for_session(session_id, k=10)
     draw_recommendations(recs)
     with st.expander(f"History ({recs.n_events} events, latest first)"):
         for h in reversed(recs.history[-20:]):

@@ -50,9 +50,9 @@ def _train_with_bar(service: RecService) -> None:
 def cmd_bootstrap(service: RecService, retrain: bool) -> None:
     print(f"Database: {service.database_location}")
     if service.ensure_database():
-        print("Filled an empty database with the synthetic world:", service.repo.counts())
+        print("Filled an empty database with the synthetic world:", service.counts())
     else:
-        print("Database ready:", service.repo.counts())
+        print("Database ready:", service.counts())
     status = service.load_model()
     if status.ready and not retrain:
         print(f"Model ready: {status.message}")
@@ -69,7 +69,7 @@ def cmd_status(service: RecService) -> None:
         json.dumps(
             {
                 "database": service.database_location,
-                "counts": service.repo.counts(),
+                "counts": service.counts(),
                 "model_ready": status.ready,
                 "model": status.message,
                 "metrics": status.metrics,

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from faker import Faker
@@ -17,8 +18,8 @@ from sqlalchemy import Engine
 
 from db.engine import create_schema, describe_location, make_engine
 from db.errors import UnknownIdError
-from db.repository import HistoryEvent, ItemRow, Repository, UserRow
-from db.synthetic import seed_database, world_config
+from db.repository import DatasetRow, HistoryEvent, ItemRow, Repository, ShownItem, UserRow
+from db.synthetic import DEFAULT_DATASET_NAME, seed_database, world_config
 from recengine.checkpoint import (
     CheckpointError,
     LoadedModel,
@@ -99,6 +100,7 @@ class RecService:
         self._model_error: str | None = "Model not loaded yet"
         self._content: ContentIndex | None = None
         self._items: dict[int, ItemRow] | None = None
+        self._dataset: DatasetRow | None = None
 
     # ---- set-up ---------------------------------------------------------------------------
     @property
@@ -106,17 +108,37 @@ class RecService:
         return describe_location(self.settings.resolved_database_url)
 
     @property
-    def checkpoint_path(self):  # type: ignore[no-untyped-def]
-        return checkpoint_dir(self.settings.model_dir)
+    def checkpoint_path(self) -> Path:
+        return checkpoint_dir(self.settings.model_dir / self.dataset.name)
+
+    @property
+    def dataset(self) -> DatasetRow:
+        """The dataset this service works on (looked up once; see ensure_database)."""
+        if self._dataset is None:
+            try:
+                self._dataset = self.repo.dataset_by_name(self.settings.dataset)
+            except UnknownIdError:
+                raise UnknownIdError(
+                    f"Dataset {self.settings.dataset!r} is not in the database "
+                    f"{self.database_location}. The synthetic one is made on first start; "
+                    "import others with `python -m recengine db import movielens PATH "
+                    f"--name {self.settings.dataset}`."
+                ) from None
+        return self._dataset
 
     def ensure_database(self) -> bool:
-        """Create the schema; fill an empty database with the synthetic world. True if seeded."""
+        """Migrate the schema; make the synthetic world if it is the dataset asked for and
+        missing. True if it was just made."""
         create_schema(self.engine)
-        if self.repo.count_items() > 0:
-            return False
-        seed_database(self.engine, world_config(self.settings.world_size, self.settings.seed))
+        names = {d.name for d in self.repo.datasets()}
+        seeded = False
+        if self.settings.dataset not in names and self.settings.dataset == DEFAULT_DATASET_NAME:
+            seed_database(self.engine, world_config(self.settings.world_size, self.settings.seed))
+            seeded = True
+        self._dataset = None
         self._invalidate_catalog()
-        return True
+        _ = self.dataset  # fail now, with the message, if it is still missing
+        return seeded
 
     def _invalidate_catalog(self) -> None:
         with self._lock:
@@ -127,7 +149,7 @@ class RecService:
     def items(self) -> dict[int, ItemRow]:
         with self._lock:
             if self._items is None:
-                self._items = {i.id: i for i in self.repo.all_items()}
+                self._items = {i.id: i for i in self.repo.all_items(self.dataset.id)}
             return self._items
 
     @property
@@ -135,7 +157,7 @@ class RecService:
         with self._lock:
             if self._content is None:
                 self._content = ContentIndex(
-                    list(self.items.values()), self.repo.item_event_counts()
+                    list(self.items.values()), self.repo.item_event_counts(self.dataset.id)
                 )
             return self._content
 
@@ -182,8 +204,9 @@ class RecService:
             config = train_config or TrainConfig(
                 seed=self.settings.seed, device=self.settings.device
             )
+            started = time.perf_counter()
             result = train_sasrec(
-                self.repo.user_sequences(),
+                self.user_sequences(),
                 [i.id for i in items],
                 catalog_fingerprint=catalog_fingerprint(items),
                 item_tokens={i.id: item_tokens(i) for i in items},
@@ -192,16 +215,41 @@ class RecService:
                 progress=progress,
             )
             save_checkpoint(self.checkpoint_path, result.model, result.card)
+            self.repo.add_model_run(
+                self.dataset.id,
+                "sasrec",
+                config={"model": result.card.model_config, "train": asdict(config)},
+                data_fingerprint=result.card.data_fingerprint,
+                metrics=result.card.metrics,
+                checkpoint_path=str(self.checkpoint_path),
+                timings={
+                    "train_seconds": result.card.training["train_seconds"],
+                    "total_seconds": round(time.perf_counter() - started, 2),
+                    "epochs_run": result.card.training["epochs_run"],
+                    "device": result.card.training["device"],
+                },
+            )
             self._content = None  # popularity counts changed with the data
             self.load_model()
             return result
 
     # ---- users, sessions, events ----------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        return self.repo.counts(self.dataset.id)
+
+    def user_sequences(self) -> dict[int, list[int]]:
+        """Every user's item ids in time order (the training data)."""
+        return self.repo.user_sequences(self.dataset.id)
+
     def list_users(self, limit: int = 1000) -> list[UserRow]:
-        return self.repo.list_users(limit)
+        return self.repo.list_users(self.dataset.id, limit)
 
     def get_user(self, user_id: int) -> UserRow:
-        return self.repo.get_user(user_id)
+        """The user, refused unless it exists and belongs to this service's dataset."""
+        user = self.repo.get_user(user_id)
+        if user.dataset_id != self.dataset.id:
+            raise UnknownIdError(f"User {user_id} is not in the dataset {self.dataset.name!r}")
+        return user
 
     def create_user(self, name: str | None = None, seed: int | None = None) -> int:
         """A new user with a Faker persona; ``name`` overrides the generated name."""
@@ -209,7 +257,7 @@ class RecService:
         if seed is not None:
             fake.seed_instance(seed)
         persona = {"city": fake.city(), "job": fake.job(), "created_in": "app"}
-        return self.repo.create_user(name or fake.name(), persona)
+        return self.repo.create_user(self.dataset.id, name or fake.name(), persona)
 
     def start_session(
         self, user_id: int, device: str = "desktop", time_of_day: str = "afternoon"
@@ -239,21 +287,43 @@ class RecService:
     def search_catalog(
         self, query: str = "", category: str | None = None, limit: int = 50
     ) -> list[ItemRow]:
-        return self.repo.search_items(query, category, limit)
+        return self.repo.search_items(self.dataset.id, query, category, limit)
 
     def categories(self) -> list[str]:
-        return self.repo.categories()
+        return self.repo.categories(self.dataset.id)
 
     # ---- recommendations ------------------------------------------------------------------
     def recommend_for_session(self, session_id: int, k: int = 10) -> Recommendations:
-        return self.recommend(self.repo.session_user(session_id), k)
+        """Top-k for the session's user, logged to ``impressions`` as shown."""
+        recs = self.recommend(self.repo.session_user(session_id), k)
+        history_ids = [h.event_id for h in recs.history]
+        self.repo.add_impressions(
+            session_id,
+            self.model_name if recs.source == "attention" else recs.source,
+            [
+                ShownItem(
+                    r.item.id,
+                    r.rank,
+                    r.score,
+                    r.source,
+                    {"history_event_ids": history_ids, "weights": list(r.history_weights)},
+                )
+                for r in recs.items
+            ],
+        )
+        return recs
+
+    @property
+    def model_name(self) -> str:
+        model = self._model
+        return f"sasrec:{model.card.data_fingerprint}" if model else "none"
 
     def recommend(self, user_id: int, k: int = 10) -> Recommendations:
         """Top-k for a user: attention model once the history is long enough, else content."""
         if k < 1:
             raise ValueError("k must be at least 1")
         started = time.perf_counter()
-        self.repo.get_user(user_id)  # refuses an unknown id
+        self.get_user(user_id)  # refuses an unknown id or another dataset's user
         history = self.history(user_id)
         threshold = self.settings.cold_start_min_events
         model = self._model

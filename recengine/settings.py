@@ -41,6 +41,9 @@ class Settings:
     seed: int = 7
     # Size of the synthetic world made on first start ("default" or "tiny", see db/synthetic.py).
     world_size: str = "default"
+    # The dataset the app works on. "synthetic" is made on first start; others are imported
+    # (python -m recengine db import movielens PATH --name NAME).
+    dataset: str = "synthetic"
     # "auto" picks CUDA when present, else CPU.
     device: str = "auto"
 
@@ -54,6 +57,7 @@ class Settings:
             cold_start_min_events=_env_int("RECDEMO_COLD_START_MIN_EVENTS", 3),
             seed=_env_int("RECDEMO_SEED", 7),
             world_size=os.environ.get("RECDEMO_WORLD_SIZE", "default"),
+            dataset=os.environ.get("RECDEMO_DATASET") or "synthetic",
             device=os.environ.get("RECDEMO_DEVICE", "auto"),
         )
 

@@ -63,7 +63,7 @@ def rec_sources(at: AppTest) -> set[str]:
 def count_events(state_dir: Path) -> int:
     service = RecService(tiny_settings(state_dir))
     try:
-        return service.repo.counts()["events"]
+        return service.counts()["events"]
     finally:
         service.engine.dispose()
 
@@ -81,7 +81,7 @@ def test_home_page_shows_database_and_model_status(app_env: Path) -> None:
 
 
 def test_home_page_without_checkpoint_offers_training(app_env: Path) -> None:
-    for f in (app_env / "models" / "sasrec-default").iterdir():
+    for f in (app_env / "models" / "synthetic" / "sasrec-default").iterdir():
         f.unlink()
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()

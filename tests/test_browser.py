@@ -112,7 +112,7 @@ def wait_idle(page) -> None:  # type: ignore[no-untyped-def]
 def count_events(state_dir: Path) -> int:
     service = RecService(tiny_settings(state_dir))
     try:
-        return service.repo.counts()["events"]
+        return service.counts()["events"]
     finally:
         service.engine.dispose()
 

@@ -35,7 +35,7 @@ def test_status_reports_counts_and_model(env: Path, capsys: pytest.CaptureFixtur
 def test_bootstrap_with_a_model_does_not_retrain(
     env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    weights = env / "models" / "sasrec-default" / "weights.pt"
+    weights = env / "models" / "synthetic" / "sasrec-default" / "weights.pt"
     before = weights.stat().st_mtime_ns
     assert main(["bootstrap"]) == 0
     assert "Model ready" in capsys.readouterr().out

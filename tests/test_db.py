@@ -12,7 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from db.engine import create_schema, make_engine
 from db.errors import DatabaseUnavailableError, UnknownIdError
 from db.repository import Repository
-from db.schema import Event, Item
+from db.schema import Dataset, Event, Item
+
+DS = 1  # the one dataset of these tests
 
 
 @pytest.fixture
@@ -21,10 +23,14 @@ def repo(tmp_path: Path) -> Repository:
     create_schema(engine)
     with engine.begin() as conn:
         conn.execute(
+            insert(Dataset), [{"id": DS, "name": "shop", "kind": "test", "source": "", "meta": {}}]
+        )
+        conn.execute(
             insert(Item),
             [
                 {
                     "id": 1,
+                    "dataset_id": DS,
                     "title": "Aurora X5 Phone",
                     "category": "Phones",
                     "brand": "Aurora",
@@ -34,6 +40,7 @@ def repo(tmp_path: Path) -> Repository:
                 },
                 {
                     "id": 2,
+                    "dataset_id": DS,
                     "title": "Case for Aurora X5",
                     "category": "Phone Accessories",
                     "brand": "Shieldy",
@@ -43,6 +50,7 @@ def repo(tmp_path: Path) -> Repository:
                 },
                 {
                     "id": 3,
+                    "dataset_id": DS,
                     "title": "100% Cotton_Towel",
                     "category": "Kitchen",
                     "brand": "Homey",
@@ -63,7 +71,7 @@ def test_sqlite_pragmas_are_on(repo: Repository) -> None:
 
 
 def test_event_round_trip_through_the_file(repo: Repository, tmp_path: Path) -> None:
-    user = repo.create_user("Ada", {"city": "Paris"})
+    user = repo.create_user(DS, "Ada", {"city": "Paris"})
     session = repo.start_session(user, "mobile", "evening")
     e1 = repo.add_event(session, 1, "view")
     e2 = repo.add_event(session, 2, "cart")
@@ -73,14 +81,14 @@ def test_event_round_trip_through_the_file(repo: Repository, tmp_path: Path) -> 
     history = reopened.user_history(user)
     assert [(h.event_id, h.item_id, h.kind) for h in history] == [(e1, 1, "view"), (e2, 2, "cart")]
     assert reopened.session_history(session) == history
-    assert reopened.user_sequences() == {user: [1, 2]}
+    assert reopened.user_sequences(DS) == {user: [1, 2]}
     assert reopened.get_user(user).persona == {"city": "Paris"}
     assert reopened.count_user_events(user) == 2
     assert reopened.user_history(user, limit=1)[0].item_id == 2
 
 
 def test_unknown_ids_are_refused_and_nothing_is_written(repo: Repository) -> None:
-    user = repo.create_user("Bob")
+    user = repo.create_user(DS, "Bob")
     session = repo.start_session(user)
     with pytest.raises(UnknownIdError, match="item id 999"):
         repo.add_event(session, 999, "view")
@@ -105,7 +113,7 @@ def test_foreign_keys_are_enforced(repo: Repository) -> None:
 
 
 def test_check_constraint_on_event_kind(repo: Repository) -> None:
-    user = repo.create_user("Cy")
+    user = repo.create_user(DS, "Cy")
     session = repo.start_session(user)
     with pytest.raises(IntegrityError), repo.engine.begin() as conn:
         conn.execute(
@@ -118,16 +126,16 @@ def test_check_constraint_on_event_kind(repo: Repository) -> None:
 
 
 def test_search_uses_bound_parameters_and_escapes_wildcards(repo: Repository) -> None:
-    assert [i.id for i in repo.search_items("aurora")] == [1, 2]
-    assert [i.id for i in repo.search_items("aurora", category="Phones")] == [1]
-    assert [i.id for i in repo.search_items("budget")] == [2]  # tags are searched
-    assert [i.id for i in repo.search_items("100%")] == [3]
-    assert [i.id for i in repo.search_items("%")] == [3]  # a literal %, not "anything"
-    assert [i.id for i in repo.search_items("a_r")] == []  # a literal _, not "any char"
-    assert [i.id for i in repo.search_items("n_t")] == [3]
-    assert repo.search_items("'; DROP TABLE items; --") == []
-    assert repo.count_items() == 3
-    assert repo.categories() == ["Kitchen", "Phone Accessories", "Phones"]
+    assert [i.id for i in repo.search_items(DS, "aurora")] == [1, 2]
+    assert [i.id for i in repo.search_items(DS, "aurora", category="Phones")] == [1]
+    assert [i.id for i in repo.search_items(DS, "budget")] == [2]  # tags are searched
+    assert [i.id for i in repo.search_items(DS, "100%")] == [3]
+    assert [i.id for i in repo.search_items(DS, "%")] == [3]  # a literal %, not "anything"
+    assert [i.id for i in repo.search_items(DS, "a_r")] == []  # a literal _, not "any char"
+    assert [i.id for i in repo.search_items(DS, "n_t")] == [3]
+    assert repo.search_items(DS, "'; DROP TABLE items; --") == []
+    assert repo.count_items(DS) == 3
+    assert repo.categories(DS) == ["Kitchen", "Phone Accessories", "Phones"]
 
 
 def test_database_that_cannot_be_opened_names_the_path(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ def new_user_session(service: RecService) -> tuple[int, int]:
 
 
 def busiest_user(service: RecService) -> int:
-    sequences = service.repo.user_sequences()
+    sequences = service.user_sequences()
     return max(sequences, key=lambda u: len(sequences[u]))
 
 
@@ -91,7 +91,7 @@ def test_recommend_for_session_uses_the_sessions_user(service: RecService) -> No
 
 def test_unknown_ids_are_refused_and_nothing_is_written(service: RecService) -> None:
     user, session = new_user_session(service)
-    events_before = service.repo.counts()["events"]
+    events_before = service.counts()["events"]
     with pytest.raises(UnknownIdError):
         service.record_event(session, 10**6, "view")
     with pytest.raises(UnknownIdError):
@@ -102,14 +102,14 @@ def test_unknown_ids_are_refused_and_nothing_is_written(service: RecService) -> 
         service.recommend_for_session(10**6)
     with pytest.raises(ValueError):
         service.start_session(user, device="toaster")
-    assert service.repo.counts()["events"] == events_before
+    assert service.counts()["events"] == events_before
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt_weights", "corrupt_card", "wrong_shape"])
 def test_broken_checkpoint_falls_back_to_content_with_a_notice(
     state_dir: Path, damage: str
 ) -> None:
-    ckpt = state_dir / "models" / "sasrec-default"
+    ckpt = state_dir / "models" / "synthetic" / "sasrec-default"
     if damage == "missing":
         (ckpt / WEIGHTS_FILE).unlink()
         (ckpt / CARD_FILE).unlink()
@@ -155,3 +155,47 @@ def test_saved_model_scores_like_the_trained_one(service: RecService) -> None:
     assert torch.allclose(
         torch.tensor([r.score for r in first.items]), torch.tensor([r.score for r in second.items])
     )
+
+
+def test_recommendations_for_a_session_are_logged_as_impressions(service: RecService) -> None:
+    user = busiest_user(service)
+    session = service.start_session(user)
+    recs = service.recommend_for_session(session, k=5)
+    logged = service.repo.impressions(session)
+    assert [(i["item_id"], i["rank"], i["source"]) for i in logged] == [
+        (r.item.id, r.rank, r.source) for r in recs.items
+    ]
+    assert logged[0]["model"].startswith("sasrec:")
+    assert logged[0]["explanation"]["history_event_ids"] == [h.event_id for h in recs.history]
+    assert logged[0]["explanation"]["weights"] == pytest.approx(list(recs.items[0].history_weights))
+
+
+def test_training_is_recorded_as_a_model_run(service: RecService) -> None:
+    [run] = service.repo.model_runs(service.dataset.id)
+    assert run.model_kind == "sasrec"
+    assert run.checkpoint_path.endswith("models/synthetic/sasrec-default")
+    assert run.metrics["sasrec"]["test"]["n_cases"] > 0
+    assert run.timings["train_seconds"] > 0
+    assert run.config["model"]["d_model"] == 32
+
+
+def test_users_and_items_of_another_dataset_are_refused(service: RecService) -> None:
+    from db.synthetic import WORLD_SIZES, seed_database
+
+    seed_database(service.engine, WORLD_SIZES["tiny"], name="other-shop")
+    other = service.repo.dataset_by_name("other-shop")
+    foreign_user = service.repo.list_users(other.id, limit=1)[0].id
+    foreign_item = service.repo.all_items(other.id)[0].id
+    with pytest.raises(UnknownIdError, match="not in the dataset 'synthetic'"):
+        service.recommend(foreign_user)
+    _, session = new_user_session(service)
+    with pytest.raises(UnknownIdError, match="another dataset"):
+        service.record_event(session, foreign_item, "view")
+    assert foreign_item not in service.items
+    assert all(u.dataset_id == service.dataset.id for u in service.list_users())
+
+
+def test_a_missing_dataset_is_a_clear_error(state_dir: Path) -> None:
+    missing = RecService(tiny_settings(state_dir, dataset="movielens-1m"))
+    with pytest.raises(UnknownIdError, match=r"'movielens-1m' is not in the database.*import"):
+        missing.ensure_database()

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 
 from db.engine import create_schema, make_engine
-from db.schema import AppMeta, Event, Item, Session, User
+from db.schema import Dataset, Event, Item, Session, User
 from db.synthetic import (
     WORLD_SIZES,
     World,
@@ -63,10 +63,24 @@ def _engine(path: Path) -> Engine:
     return engine
 
 
+# The columns the generator fills; the database adds dataset_id and a few nullable ones.
+WORLD_COLUMNS = {
+    "items": ["id", "title", "category", "brand", "tags", "price", "description", "created_at"],
+    "users": ["id", "name", "persona", "is_synthetic", "created_at"],
+    "sessions": ["id", "user_id", "started_at", "device", "time_of_day"],
+    "events": ["id", "session_id", "item_id", "kind", "ts", "reason", "cause_event_id"],
+}
+
+
 def _rows(engine: Engine) -> dict[str, list[dict]]:
     with engine.connect() as conn:
         return {
-            t.name: [dict(r) for r in conn.execute(select(t).order_by(t.c.id)).mappings()]
+            t.name: [
+                dict(r)
+                for r in conn.execute(
+                    select(*(t.c[c] for c in WORLD_COLUMNS[t.name])).order_by(t.c.id)
+                ).mappings()
+            ]
             for t in TABLES
         }
 
@@ -76,9 +90,9 @@ def _counts(engine: Engine) -> dict[str, int]:
         return {t.name: conn.execute(select(func.count()).select_from(t)).scalar() for t in TABLES}
 
 
-def _meta(engine: Engine) -> dict[str, str]:
+def _datasets(engine: Engine) -> dict[str, dict]:
     with engine.connect() as conn:
-        return dict(conn.execute(select(AppMeta.key, AppMeta.value)).all())
+        return {d.name: d.meta for d in conn.execute(select(Dataset.name, Dataset.meta))}
 
 
 def _sessions_in_order(world: World) -> dict[int, list[dict]]:
@@ -220,16 +234,19 @@ def test_round_trip_foreign_keys_hold(tmp_path: Path, tiny: World) -> None:
     assert orphans == 0
 
 
-def test_app_meta_records_the_world(tmp_path: Path, tiny: World) -> None:
+def test_dataset_row_records_the_world(tmp_path: Path, tiny: World) -> None:
     engine = _engine(tmp_path / "w.db")
-    write_world(engine, tiny)
-    meta = _meta(engine)
+    dataset_id = write_world(engine, tiny)
+    meta = _datasets(engine)["synthetic"]
 
-    assert meta["world_seed"] == "7"
-    assert meta["world_size"] == "tiny"
-    assert WorldConfig(**json.loads(meta["world_config"])) == tiny.config
-    assert [tuple(p) for p in json.loads(meta["trigger_pairs"])] == tiny.trigger_pairs
-    assert meta["write_check"] == "ok"  # create_schema's row is left alone
+    assert meta["seed"] == 7
+    assert meta["size"] == "tiny"
+    assert WorldConfig(**meta["config"]) == tiny.config
+    assert [tuple(p) for p in meta["trigger_pairs"]] == tiny.trigger_pairs
+    with engine.connect() as conn:
+        for table in (Item.__table__, User.__table__):
+            owners = conn.execute(select(table.c.dataset_id).distinct()).scalars().all()
+            assert owners == [dataset_id]
 
 
 def test_write_world_is_one_transaction(tmp_path: Path, tiny: World) -> None:
@@ -240,7 +257,7 @@ def test_write_world_is_one_transaction(tmp_path: Path, tiny: World) -> None:
     with pytest.raises(Exception, match="FOREIGN KEY"):
         write_world(engine, broken)
     assert _counts(engine) == {"items": 0, "users": 0, "sessions": 0, "events": 0}
-    assert "world_seed" not in _meta(engine)
+    assert _datasets(engine) == {}
 
 
 def test_seed_database_writes_the_world(tmp_path: Path) -> None:
@@ -250,25 +267,40 @@ def test_seed_database_writes_the_world(tmp_path: Path) -> None:
     assert _counts(engine)["events"] == len(world.events)
 
 
-def test_seed_database_refuses_a_filled_catalog_and_writes_nothing(tmp_path: Path) -> None:
+def test_seed_database_refuses_a_taken_name_and_writes_nothing(tmp_path: Path) -> None:
     engine = _engine(tmp_path / "w.db")
     seed_database(engine, WORLD_SIZES["tiny"])
-    counts, meta = _counts(engine), _meta(engine)
+    counts, datasets = _counts(engine), _datasets(engine)
 
-    with pytest.raises(ValueError, match=r"already has rows in items.*empty database"):
+    with pytest.raises(ValueError, match=r"dataset named 'synthetic' already exists"):
         seed_database(engine, world_config("tiny", seed=99))
 
     assert _counts(engine) == counts
-    assert _meta(engine) == meta
+    assert _datasets(engine) == datasets
 
 
-def test_seed_database_refuses_app_users_that_would_collide(tmp_path: Path) -> None:
+def test_a_second_world_goes_after_the_first_with_shifted_ids(tmp_path: Path, tiny: World) -> None:
     engine = _engine(tmp_path / "w.db")
-    with engine.begin() as conn:
-        conn.execute(User.__table__.insert(), [{"id": 1, "name": "Ada", "persona": {}}])
-    with pytest.raises(ValueError, match="already has rows in users"):
-        seed_database(engine, WORLD_SIZES["tiny"])
-    assert _counts(engine) == {"items": 0, "users": 1, "sessions": 0, "events": 0}
+    write_world(engine, tiny)
+    other = generate_world(world_config("tiny", seed=8))
+    write_world(engine, other, name="synthetic-8")
+    counts = _counts(engine)
+    assert counts["events"] == len(tiny.events) + len(other.events)
+    meta = _datasets(engine)["synthetic-8"]
+    offsets = meta["id_offsets"]
+    assert offsets["items"] == len(tiny.items) and offsets["events"] == len(tiny.events)
+    assert meta["trigger_pairs"][0] == [a + offsets["items"] for a in other.trigger_pairs[0]]
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA foreign_key_check")).all() == []
+        # Every event of the second world points at an item of the second world.
+        mixed = conn.execute(
+            text(
+                "SELECT count(*) FROM events e JOIN sessions s ON s.id = e.session_id "
+                "JOIN users u ON u.id = s.user_id JOIN items i ON i.id = e.item_id "
+                "WHERE u.dataset_id != i.dataset_id"
+            )
+        ).scalar()
+    assert mixed == 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,8 +312,9 @@ def test_seed_database_refuses_app_users_that_would_collide(tmp_path: Path) -> N
     ("attribute", "table"),
     [("items", Item), ("users", User), ("sessions", Session), ("events", Event)],
 )
-def test_rows_have_exactly_the_table_columns(tiny: World, attribute: str, table: type) -> None:
-    columns = set(table.__table__.columns.keys())
+def test_rows_have_exactly_the_generated_columns(tiny: World, attribute: str, table: type) -> None:
+    columns = set(WORLD_COLUMNS[attribute])
+    assert columns <= set(table.__table__.columns.keys())
     rows = getattr(tiny, attribute)
     assert all(set(row) == columns for row in rows)
     # Ids are explicit, plain Python ints, and run 1..n.
