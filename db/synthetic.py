@@ -137,6 +137,8 @@ WORLD_SIZES: dict[str, WorldConfig] = {
     "small": WorldConfig(n_items=800, n_users=200),
     # ~21k events: what the app makes on first start.
     "default": WorldConfig(),
+    # ~1M events: for the database benchmarks (bench/db.py) and load tests.
+    "large": WorldConfig(n_items=20_000, n_users=25_000),
 }
 
 

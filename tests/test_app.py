@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from db.synthetic import seed_database
 from recengine.service import RecService
 from tests.conftest import tiny_settings
 
@@ -153,3 +155,29 @@ def test_explain_pick_follows_the_item_and_shows_its_weights(app_env: Path) -> N
     now = rec_ids(at)
     expected = picks[2] if picks[2] in now else now[0]
     assert at.selectbox(key="explain_item").value == expected
+
+
+def test_switching_dataset_scopes_the_pages_and_keeps_the_choice(app_env: Path) -> None:
+    from db.synthetic import world_config
+
+    service = RecService(tiny_settings(app_env))
+    seed_database(service.engine, replace(world_config("tiny", 3), n_users=40), name="other-shop")
+    service.engine.dispose()
+
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert {m.label: m.value for m in at.metric}["Users"] == "200"
+    at.sidebar.selectbox(key="current_dataset__widget").set_value("other-shop").run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Users"] == "40"
+    # No model was trained for this dataset: the page says so and falls back.
+    assert any("No attention model" in w.value for w in at.warning)
+
+    at.switch_page("pages/1_Session_Simulator.py")
+    at.run()
+    assert not at.exception
+    assert at.session_state["current_dataset"] == "other-shop"
+    other = RecService(tiny_settings(app_env, dataset="other-shop"))
+    other_items = set(other.items)
+    assert set(rec_ids(at)) <= other_items
+    assert any("Attention model unavailable" in w.value for w in at.warning)

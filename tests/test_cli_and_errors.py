@@ -72,3 +72,19 @@ def test_plain_text_escapes_html_and_markdown() -> None:
     assert plain("<b>Grace</b>") == r"\<b\>Grace\</b\>"
     assert plain("**bold** [link](x)") == r"\*\*bold\*\* \[link\]\(x\)"
     assert plain("Café 9.99") == r"Café 9\.99"
+
+
+def test_db_seed_upgrade_and_stats(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "upgrade"]) == 0
+    assert "Schema at revision" in capsys.readouterr().out
+    assert main(["db", "seed", "--size", "tiny", "--seed", "3"]) == 0
+    assert "as dataset 'synthetic-tiny-3'" in capsys.readouterr().out
+    assert main(["db", "seed", "--size", "tiny", "--seed", "3"]) == 2  # the name is taken
+    assert "already exists" in capsys.readouterr().err
+    assert main(["db", "stats"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert set(stats["datasets"]) == {"synthetic", "synthetic-tiny-3"}
+    assert stats["datasets"]["synthetic"]["users"] == 200
+    assert stats["datasets"]["synthetic-tiny-3"]["items"] == 240
+    assert main(["db", "seed", "--size", "huge"]) == 2
+    assert "Unknown world size 'huge'" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import streamlit as st
 
 from db.errors import UnknownIdError
 from recengine.service import DEVICES, TIMES_OF_DAY, RecService
+from ui.state import DATASET_KEY
 from ui.text import plain
 
 USER_KEY = "current_user"
@@ -23,7 +24,11 @@ def widget_key(state_key: str) -> str:
 
 
 def sticky_selectbox(
-    label: str, options: Sequence[Any], state_key: str, format_func: Callable[[Any], str] = str
+    label: str,
+    options: Sequence[Any],
+    state_key: str,
+    format_func: Callable[[Any], str] = str,
+    default: Any = None,
 ) -> Any:
     """A selectbox whose choice survives page switches.
 
@@ -31,7 +36,7 @@ def sticky_selectbox(
     under ``state_key`` and the widget is re-seeded from it on every page.
     """
     if st.session_state.get(state_key) not in options:
-        st.session_state[state_key] = options[0]
+        st.session_state[state_key] = default if default in options else options[0]
     st.session_state[widget_key(state_key)] = st.session_state[state_key]
 
     def keep() -> None:
@@ -66,6 +71,9 @@ def current_session(service: RecService) -> tuple[int, int]:
 def sidebar(service: RecService) -> int:
     """Draw the shared sidebar; returns the chosen user id."""
     with st.sidebar:
+        datasets = [d.name for d in service.repo.datasets()]
+        if len(datasets) > 1:
+            sticky_selectbox("Dataset", datasets, DATASET_KEY, default=service.dataset.name)
         st.subheader("Who is browsing")
         users = {u.id: u for u in service.list_users()}
         if not users:

@@ -1,4 +1,4 @@
-"""One RecService per server process, and the page-level guard around it."""
+"""One RecService per dataset per server process, and the page-level guard around it."""
 
 from __future__ import annotations
 
@@ -8,21 +8,29 @@ from db.errors import DataError
 from recengine.service import RecService
 from recengine.settings import Settings
 
+# The dataset the person is looking at; set by the sidebar's dataset picker.
+DATASET_KEY = "current_dataset"
+
 
 @st.cache_resource(
-    show_spinner="Opening the database (first start fills it with the synthetic world)…"
+    show_spinner="Opening the database (first start makes the synthetic world)…", max_entries=8
 )
-def _service() -> RecService:
-    service = RecService(Settings.from_env())
+def _service(dataset: str) -> RecService:
+    service = RecService(Settings.from_env().with_(dataset=dataset))
     service.ensure_database()
     service.load_model()
     return service
 
 
+def default_dataset() -> str:
+    return Settings.from_env().dataset
+
+
 def get_service() -> RecService:
-    """The shared service; a database that cannot be opened stops the page with its reason."""
+    """The service of the chosen dataset; a database problem stops the page with its reason."""
+    dataset = st.session_state.get(DATASET_KEY) or default_dataset()
     try:
-        return _service()
+        return _service(dataset)
     except DataError as exc:
         st.error(f"The database cannot be used. {exc}", icon=":material/error:")
         st.stop()
