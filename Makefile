@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bootstrap browser-deps clean
+.PHONY: run test lint bootstrap browser-deps pg-deps clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,25 @@ browser-deps:
 		fi; \
 	fi
 
-test: $(STAMP) browser-deps
+# PostgreSQL tests need Debian's server binaries (initdb, pg_ctl); the tests start a throw-away
+# cluster of their own (tests/db_backends.py). As root we install the package without letting
+# it create (and start) Debian's default "main" cluster; otherwise those tests are skipped.
+pg-deps:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -z "$$RECDEMO_TEST_PG_URL" ]; then \
+		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+			echo "Installing Debian's postgresql for the PostgreSQL tests (no cluster is started)"; \
+			apt-get update -q && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-common && \
+			conf=/etc/postgresql-common/createcluster.conf && touch $$conf && \
+			sed -ri 's/^#?[[:space:]]*(create_main_cluster)[[:space:]]*=.*$$/\1 = false/' $$conf && \
+			{ grep -q '^create_main_cluster' $$conf || echo 'create_main_cluster = false' >> $$conf; } && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; \
+		else \
+			echo "NOTE: PostgreSQL server binaries are missing and we are not root: PostgreSQL tests will be skipped"; \
+		fi; \
+	fi
+
+test: $(STAMP) browser-deps pg-deps
 	$(PY) -m pytest
 
 lint: $(STAMP)

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from db.engine import create_schema, describe_location, make_engine
 from db.errors import DataError
+from db.importers import FORMATS, import_movielens
 from db.migrate import current_revision
 from db.repository import Repository
 from recengine.service import RecService
@@ -112,9 +113,7 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> None:
             f"{len(world.events)} events in {time.perf_counter() - started:.1f} s"
         )
     elif args.db_command == "import":
-        from db.importers.movielens import import_movielens
-
-        with tqdm(desc=f"Importing {args.path}", unit=" rows", unit_scale=True) as bar:
+        with tqdm(desc=f"Importing {args.path}", unit=" events", unit_scale=True) as bar:
             report = import_movielens(
                 engine,
                 Path(args.path),
@@ -123,6 +122,7 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> None:
                 movies=Path(args.movies) if args.movies else None,
                 item_map=Path(args.item_map) if args.item_map else None,
                 user_map=Path(args.user_map) if args.user_map else None,
+                max_users=args.max_users,
                 progress=lambda n: bar.update(n - bar.n),
             )
         print(
@@ -169,10 +169,11 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("source", choices=["movielens"])
     imp.add_argument("path", help="folder, .zip, or SASRec ml-1m.txt(.gz)")
     imp.add_argument("--name", default=None, help="dataset name (default from the format)")
-    imp.add_argument("--format", default=None, help="ml-100k, ml-1m or sasrec (default: detect)")
+    imp.add_argument("--format", default=None, choices=FORMATS, help="default: detected")
     imp.add_argument("--movies", default=None, help="movies.dat for the SASRec format")
     imp.add_argument("--item-map", default=None, help="SASRec id -> MovieLens id map")
     imp.add_argument("--user-map", default=None, help="SASRec id -> MovieLens user id map")
+    imp.add_argument("--max-users", type=int, default=None, help="only the first N users")
     db_sub.add_parser("stats", help="row counts per dataset")
     return parser
 

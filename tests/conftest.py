@@ -7,6 +7,7 @@ the database file, so tests never see each other's clicks.
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +29,16 @@ TINY_MODEL = {**DEFAULT_MODEL_CONFIG, "d_model": 32, "max_len": 30}
 
 def tiny_settings(state_dir: Path, **changes: object) -> Settings:
     return Settings(state_dir=state_dir, world_size="tiny", seed=7, device="cpu").with_(**changes)
+
+
+@pytest.fixture(autouse=True)
+def restore_main_module() -> Iterator[None]:
+    """AppTest makes the script it runs the process's ``__main__`` and never puts it back; a
+    later spawned child process would then re-run the app on start-up."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
 
 
 @pytest.fixture(scope="session")

@@ -88,3 +88,18 @@ def test_db_seed_upgrade_and_stats(env: Path, capsys: pytest.CaptureFixture[str]
     assert stats["datasets"]["synthetic-tiny-3"]["items"] == 240
     assert main(["db", "seed", "--size", "huge"]) == 2
     assert "Unknown world size 'huge'" in capsys.readouterr().err
+
+
+def test_db_import_movielens_and_open_it(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fixture = Path(__file__).resolve().parent / "fixtures" / "movielens" / "ml-1m"
+    assert main(["db", "import", "movielens", str(fixture), "--name", "ml-fixture"]) == 0
+    out = capsys.readouterr().out
+    assert "as dataset 'ml-fixture'" in out
+    assert main(["db", "import", "movielens", str(fixture), "--name", "ml-fixture"]) == 2
+    assert "ml-fixture" in capsys.readouterr().err  # the name is taken; nothing written
+    assert main(["db", "import", "movielens", str(env / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert main(["db", "stats"]) == 0
+    stats = json.loads(capsys.readouterr().out)["datasets"]
+    assert stats["ml-fixture"]["kind"] == "movielens-1m"
+    assert stats["ml-fixture"]["events"] > 0

@@ -136,6 +136,24 @@ def _move_existing_rows_into_a_dataset(conn: sa.Connection) -> int | None:
     return 1
 
 
+def _advance_id_sequences(conn: sa.Connection) -> None:
+    """On PostgreSQL, move every id sequence past the rows already there.
+
+    The dataset row above has an explicit id, and so may the rows of a 0001 database (bulk
+    writes): neither advances a SERIAL sequence, so the app's next insert would reuse an id and
+    fail on the primary key. SQLite needs nothing (a new id is max(id) + 1).
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    for table in ("datasets", "users", "items", "sessions", "events"):
+        conn.execute(
+            sa.text(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
+            )
+        )
+
+
 def upgrade() -> None:
     op.create_table(
         "datasets",
@@ -243,6 +261,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(), nullable=False),
     )
     op.create_index("ix_model_runs_dataset_created", "model_runs", ["dataset_id", "created_at"])
+    _advance_id_sequences(conn)
 
 
 def downgrade() -> None:
