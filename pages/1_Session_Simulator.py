@@ -9,7 +9,7 @@ from recengine.service import Recommendations
 from ui.charts import history_weights_chart, history_weights_frame
 from ui.sidebar import current_session, sidebar
 from ui.state import get_service
-from ui.text import plain
+from ui.text import item_caption, plain
 
 st.set_page_config(page_title="Session Simulator · AttnRec Lab", layout="wide")
 
@@ -23,6 +23,7 @@ KIND_ICON = {
     "cart": ":material/add_shopping_cart:",
     "purchase": ":material/payments:",
 }
+ACTIONS = (("view", "View"), ("cart", "Cart"), ("purchase", "Buy"))
 CATALOG_PAGE = 15
 EXPLAIN_KEY = "explain_item"
 
@@ -58,35 +59,16 @@ with catalog_col:
         st.info("No item matches this search.")
     for item in results:
         with st.container(border=True):
-            st.markdown(
-                f"**{plain(item.title)}**  \n{plain(item.category)} · "
-                f"{plain(item.brand)} · ${item.price:,.2f}"
-            )
-            b1, b2, b3 = st.columns(3)
-            b1.button(
-                "View",
-                key=f"view_{item.id}",
-                on_click=record,
-                args=(item.id, "view"),
-                icon=KIND_ICON["view"],
-                width="stretch",
-            )
-            b2.button(
-                "Cart",
-                key=f"cart_{item.id}",
-                on_click=record,
-                args=(item.id, "cart"),
-                icon=KIND_ICON["cart"],
-                width="stretch",
-            )
-            b3.button(
-                "Buy",
-                key=f"purchase_{item.id}",
-                on_click=record,
-                args=(item.id, "purchase"),
-                icon=KIND_ICON["purchase"],
-                width="stretch",
-            )
+            st.markdown(f"**{plain(item.title)}**  \n{item_caption(item)}")
+            for column, (kind, label) in zip(st.columns(3), ACTIONS, strict=True):
+                column.button(
+                    label,
+                    key=f"{kind}_{item.id}",
+                    on_click=record,
+                    args=(item.id, kind),
+                    icon=KIND_ICON[kind],
+                    width="stretch",
+                )
 
 
 def draw_recommendations(recs: Recommendations) -> None:
@@ -108,7 +90,7 @@ def draw_recommendations(recs: Recommendations) -> None:
             text_col, button_col = st.columns([5, 2], vertical_alignment="center")
             text_col.markdown(
                 f"**{r.rank}. {plain(r.item.title)}** {SOURCE_LABEL.get(r.source, r.source)}  \n"
-                f"{plain(r.item.category)} · ${r.item.price:,.2f} · score {r.score:.3f}"
+                f"{item_caption(r.item)} · score {r.score:.3f}"
             )
             button_col.button(
                 "View",

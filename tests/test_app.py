@@ -181,3 +181,25 @@ def test_switching_dataset_scopes_the_pages_and_keeps_the_choice(app_env: Path) 
     other_items = set(other.items)
     assert set(rec_ids(at)) <= other_items
     assert any("Attention model unavailable" in w.value for w in at.warning)
+
+
+def test_simulator_on_an_imported_movielens_dataset(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Films have no price or brand: the pages show the year instead and nothing breaks."""
+    from db.importers import import_movielens
+
+    service = RecService(tiny_settings(app_env))
+    fixture = Path(__file__).resolve().parent / "fixtures" / "movielens" / "ml-1m"
+    import_movielens(service.engine, fixture, name="ml-fixture")
+    service.engine.dispose()
+    monkeypatch.setenv("RECDEMO_DATASET", "ml-fixture")
+
+    at = open_simulator()
+    assert not at.exception
+    captions = [m.value for m in at.markdown]
+    assert any(c.endswith("Drama · 1996") for c in captions)  # category · year, no price
+    key = next(b.key for b in at.button if b.key and b.key.startswith("view_"))
+    at.button(key=key).click().run()
+    assert not at.exception
+    assert rec_sources(at) <= {"content", "popularity"}

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import re
 
+from db.repository import ItemRow
+
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
 
 def plain(text: object) -> str:
     """Escape markdown (and so any raw HTML) so ``st.markdown``/``st.caption`` show it as typed."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+def item_caption(item: ItemRow) -> str:
+    """Category · brand · price (store items) or year (films), escaped, skipping what is unknown."""
+    parts = [item.category, item.brand]
+    if item.price is not None:
+        parts.append(f"${item.price:,.2f}")
+    elif item.year is not None:
+        parts.append(str(item.year))
+    return " · ".join(plain(p) for p in parts if p)
