@@ -90,3 +90,121 @@ def popularity_scorer(train_sequences: Sequence[Sequence[int]], n_items: int) ->
         return counts.expand(len(histories), -1)
 
     return score
+
+
+# ---- the full report: every metric, broken down by history length and head/tail target -----
+
+HISTORY_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
+    ("1", 1, 1),
+    ("2-5", 2, 5),
+    ("6-20", 6, 20),
+    ("21-50", 21, 50),
+    ("51+", 51, None),
+)
+# Head items: the most popular ones that together take this share of training interactions.
+HEAD_SHARE = 0.2
+
+
+def history_bucket(length: int) -> str:
+    for name, low, high in HISTORY_BUCKETS:
+        if length >= low and (high is None or length <= high):
+            return name
+    return "0"
+
+
+def head_items(train_sequences: Sequence[Sequence[int]], share: float = HEAD_SHARE) -> set[int]:
+    """The most popular items that together hold ``share`` of the training interactions."""
+    counts: dict[int, int] = {}
+    for seq in train_sequences:
+        for item in seq:
+            counts[item] = counts.get(item, 0) + 1
+    total = sum(counts.values())
+    head: set[int] = set()
+    running = 0
+    for item, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        if running >= share * total:
+            break
+        head.add(item)
+        running += n
+    return head
+
+
+@dataclass
+class EvaluationReport:
+    """Ranking metrics at several cutoffs, beyond-accuracy metrics and breakdowns.
+
+    With one held-out item per case (leave-one-out) Recall@k equals HR@k and Precision@k is
+    HR@k / k; both are reported so tables line up with papers that use either name.
+    """
+
+    overall: dict[str, float]
+    by_history_length: dict[str, dict[str, float]]
+    by_target: dict[str, dict[str, float]]
+    n_cases: int
+
+
+def _ranking_dict(ranks: Sequence[int], ks: Sequence[int]) -> dict[str, float]:
+    out: dict[str, float] = {"n_cases": float(len(ranks))}
+    for k in ks:
+        m = metrics_from_ranks(ranks, k)
+        out[f"hr@{k}"] = m.hr
+        out[f"recall@{k}"] = m.hr
+        out[f"precision@{k}"] = m.hr / k
+        out[f"ndcg@{k}"] = m.ndcg
+        out[f"mrr@{k}"] = m.mrr
+    return out
+
+
+def evaluate_report(
+    scorer: BatchScorer,
+    cases: Sequence[NextItemCase],
+    train_sequences: Sequence[Sequence[int]],
+    n_items: int,
+    ks: Sequence[int] = (5, 10, 20),
+    batch_size: int = 256,
+) -> EvaluationReport:
+    """Full-ranking evaluation with coverage, popularity bias and breakdowns.
+
+    Beyond accuracy, on each case's top-max(ks) list (seen items removed): catalog coverage
+    (share of items recommended at least once), mean training popularity of recommended items,
+    and long-tail share (recommended items outside the head, see :func:`head_items`).
+    """
+    top_k = max(ks)
+    head = head_items(train_sequences)
+    counts = torch.zeros(n_items + 1)
+    for seq in train_sequences:
+        counts.index_add_(0, torch.tensor(list(seq), dtype=torch.long), torch.ones(len(seq)))
+    ranks: list[int] = []
+    recommended: list[int] = []
+    for start in range(0, len(cases), batch_size):
+        batch = cases[start : start + batch_size]
+        histories = [list(c.history) for c in batch]
+        scores = scorer(histories).detach().float().clone()
+        ranks.extend(target_ranks(scores, histories, [c.target for c in batch]).tolist())
+        scores[:, 0] = float("-inf")
+        for row, history in enumerate(histories):
+            if history:
+                scores[row, history] = float("-inf")
+        top = torch.topk(scores, min(top_k, n_items), dim=1)
+        # Fewer candidates than k (almost everything seen): -inf slots are not recommendations.
+        recommended.extend(top.indices[torch.isfinite(top.values)].tolist())
+
+    overall = _ranking_dict(ranks, ks)
+    overall[f"coverage@{top_k}"] = len(set(recommended)) / n_items
+    overall[f"mean_popularity@{top_k}"] = float(counts[recommended].mean()) if recommended else 0.0
+    overall[f"long_tail_share@{top_k}"] = (
+        sum(1 for i in recommended if i not in head) / len(recommended) if recommended else 0.0
+    )
+
+    def grouped(key_of: Callable[[NextItemCase], str]) -> dict[str, dict[str, float]]:
+        groups: dict[str, list[int]] = {}
+        for case, rank in zip(cases, ranks, strict=True):
+            groups.setdefault(key_of(case), []).append(rank)
+        return {name: _ranking_dict(r, ks) for name, r in sorted(groups.items())}
+
+    return EvaluationReport(
+        overall=overall,
+        by_history_length=grouped(lambda c: history_bucket(len(c.history))),
+        by_target=grouped(lambda c: "head" if c.target in head else "tail"),
+        n_cases=len(cases),
+    )

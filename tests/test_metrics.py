@@ -80,3 +80,53 @@ def test_token_table_is_sorted_deduplicated_and_capped() -> None:
     names, table = token_table(vocab, {3: ["b", "a", "b"], 7: ["c", "a", "d"]}, per_item=2)
     assert names == ["a", "b", "c", "d"]
     assert table.tolist() == [[0, 0], [2, 1], [3, 1]]  # row 1 is item 3, row 2 is item 7
+
+
+def test_history_buckets() -> None:
+    from recengine.evaluate import history_bucket
+
+    assert [history_bucket(n) for n in (0, 1, 2, 5, 6, 20, 21, 50, 51, 500)] == [
+        "0", "1", "2-5", "2-5", "6-20", "6-20", "21-50", "21-50", "51+", "51+",
+    ]  # fmt: skip
+
+
+def test_head_items_hold_the_first_share_of_interactions() -> None:
+    from recengine.evaluate import head_items
+
+    # counts: item 1 x5, item 2 x3, item 3 x1, item 4 x1 (10 in all); 20% = 2 -> only item 1
+    train = [[1, 1, 1, 2, 3], [1, 1, 2, 2, 4]]
+    assert head_items(train, share=0.2) == {1}
+    assert head_items(train, share=0.6) == {1, 2}  # 5 < 6, so item 2 joins
+
+
+def test_evaluation_report_by_hand() -> None:
+    from recengine.data import NextItemCase
+    from recengine.evaluate import evaluate_report
+
+    # 4 items; a fixed scorer prefers 4 > 3 > 2 > 1 for everyone.
+    def scorer(histories: list[list[int]]) -> torch.Tensor:
+        return torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0]] * len(histories))
+
+    train = [[1, 1, 1, 1, 2], [1, 3]]  # item 1 is the head (5 of 7 interactions)
+    cases = [
+        NextItemCase(1, (1,), 4),  # rank 0 -> hit at 1
+        NextItemCase(2, (4, 1), 3),  # 4 seen -> 3 first -> rank 0
+        NextItemCase(3, (2, 3, 4), 1),  # 2, 3, 4 seen -> rank 0
+        NextItemCase(4, (1, 1, 1, 1, 1, 1), 2),  # 4 and 3 above -> rank 2
+    ]
+    report = evaluate_report(scorer, cases, train, n_items=4, ks=(1, 2))
+    o = report.overall
+    assert o["hr@1"] == pytest.approx(3 / 4)
+    assert o["hr@2"] == pytest.approx(3 / 4)
+    assert o["precision@2"] == pytest.approx(3 / 8)
+    assert o["recall@2"] == o["hr@2"]
+    assert o["mrr@2"] == pytest.approx(3 / 4)
+    # top-2 lists: [4, 3], [3, 2], [1], [4, 3] -> items {1, 2, 3, 4}: full coverage
+    assert o["coverage@2"] == pytest.approx(1.0)
+    # popularity of the 7 recommended slots: 4->0, 3->1, 3->1, 2->1, 1->5, 4->0, 3->1 = 9/7
+    assert o["mean_popularity@2"] == pytest.approx(9 / 7)
+    assert o["long_tail_share@2"] == pytest.approx(6 / 7)  # every slot but item 1
+    assert set(report.by_history_length) == {"1", "2-5", "6-20"}
+    assert report.by_history_length["6-20"]["hr@2"] == 0.0
+    assert report.by_target["head"]["hr@1"] == 1.0  # the case whose target is item 1
+    assert report.by_target["tail"]["n_cases"] == 3
