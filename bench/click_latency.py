@@ -4,8 +4,9 @@
 
 Protocol: with a trained default model on the default synthetic world (``--state-dir`` reuses
 the app's own state; without it a temp copy is built and trained first), a user with a long
-history clicks random catalog items. Each sample times ``record_event`` + ``recommend(k=10)``
-(a database write, the history read, one SASRec forward over all items, top-k). A second series
+history clicks random catalog items. Each sample times ``record_event`` + ``recommend_for_session(k=10)``, as
+the page does (a database write, the history read, one SASRec forward over all items, top-k,
+and the list logged to ``impressions``). A second series
 times the whole Session Simulator script rerun after a click through Streamlit's AppTest, which
 adds widget and chart building. Warm-up samples are dropped.
 """
@@ -41,7 +42,7 @@ def service_clicks(service: RecService, clicks: int) -> tuple[list[float], int]:
         item = rng.choice(catalog)
         started = time.perf_counter()
         service.record_event(session, item, "view")
-        recs = service.recommend(user, k=10)
+        recs = service.recommend_for_session(session, k=10)
         elapsed = (time.perf_counter() - started) * 1000
         assert len(recs.items) == 10 and recs.source == "attention"
         if i >= WARMUP:
@@ -104,7 +105,7 @@ last 50), random catalog items clicked; {WARMUP} warm-up clicks dropped.
 
 | what is timed | p50 ms | p95 ms | p99 ms | samples |
 |---|---|---|---|---|
-| `record_event` + `recommend(k=10)` (service) | {fmt(svc)} |
+| `record_event` + `recommend_for_session(k=10)` (service) | {fmt(svc)} |
 | whole Session Simulator rerun after a click (AppTest) | {fmt(app)} |
 
 The page rerun is {app["p50"] / svc["p50"]:.1f}× the service time at the median: most of a

@@ -85,6 +85,9 @@ class WorldConfig:
     bargain_cheap_boost: float = 3.0
     # Tries to find an item the user has not seen before a step is skipped.
     max_resample: int = 5
+    # Interest drift: before each session after the first, this share of the user's interest
+    # mass moves to one category drawn uniformly (an old interest or a new one). 0: fixed.
+    interest_drift: float = 0.0
 
     def __post_init__(self) -> None:
         problems = list(_config_problems(self))
@@ -127,6 +130,8 @@ def _config_problems(c: WorldConfig) -> Iterable[str]:
         yield "generic_accessory_share must be >= 0 and bargain_cheap_boost > 0"
     if c.interest_concentration <= 0:
         yield "interest_concentration must be > 0"
+    if not 0 <= c.interest_drift <= 1:
+        yield f"interest_drift must lie in [0, 1], got {c.interest_drift}"
     if c.max_resample < 1:
         yield "max_resample must be at least 1"
 
@@ -792,6 +797,22 @@ class _EventMaker:
             EventKind.PURCHASE.value: strong,
         }
 
+    def drift(self, context: _UserContext, interests: dict[str, float]) -> dict[str, float]:
+        """Move ``interest_drift`` of the interest mass to one uniformly drawn category.
+
+        Draws from the RNG only when drift is on, so worlds without drift stay identical.
+        """
+        share = self.config.interest_drift
+        if share == 0:
+            return interests
+        target = self.category_names[int(self.rng.integers(len(self.category_names)))]
+        moved = {c: w * (1 - share) for c, w in interests.items()}
+        moved[target] = moved.get(target, 0.0) + share
+        index = {name: i for i, name in enumerate(self.category_names)}
+        context.interests = _Pool.of([index[c] for c in moved], list(moved.values()))
+        context.categories_by_weight = tuple(sorted(moved, key=lambda c: -moved[c]))
+        return moved
+
     def user_context(self, persona: dict) -> _UserContext:
         interests = persona["interests"]
         pools = (
@@ -911,8 +932,11 @@ def _make_sessions_and_events(
     drafts: list[tuple[dict, list[_DraftEvent]]] = []  # (session row without id, its events)
     for user in users:
         context = maker.user_context(user["persona"])
+        interests = dict(user["persona"]["interests"])
         previous_end: datetime | None = None
-        for start in _session_starts(config, rng):
+        for number, start in enumerate(_session_starts(config, rng)):
+            if number > 0:
+                interests = maker.drift(context, interests)
             if previous_end is not None and start < previous_end + MIN_SESSION_GAP:
                 start = previous_end + MIN_SESSION_GAP  # a user's sessions never overlap
             time_of_day = _time_of_day(start.hour)

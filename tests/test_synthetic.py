@@ -537,3 +537,35 @@ def test_docs_describe_every_knob() -> None:
     page = (REPO / "docs" / "synthetic-world.md").read_text()
     missing = [f.name for f in fields(WorldConfig) if f"| `{f.name}` |" not in page]
     assert missing == []
+
+
+def test_interest_drift_moves_interest_events_to_new_categories() -> None:
+    def outside_share(world: World) -> float:
+        """Share of later-session interest events outside the user's initial interests."""
+        users = {u["id"]: u["persona"]["interests"] for u in world.users}
+        owner = {s["id"]: s["user_id"] for s in world.sessions}
+        first_session: dict[int, int] = {}
+        for s in sorted(world.sessions, key=lambda s: s["started_at"]):
+            first_session.setdefault(s["user_id"], s["id"])
+        category = {i["id"]: i["category"] for i in world.items}
+        later = [
+            e
+            for e in world.events
+            if e["reason"] == "interest"
+            and first_session[owner[e["session_id"]]] != e["session_id"]
+        ]
+        outside = [e for e in later if category[e["item_id"]] not in users[owner[e["session_id"]]]]
+        return len(outside) / len(later)
+
+    fixed = generate_world(replace(WORLD_SIZES["small"], seed=3))
+    drifting = generate_world(replace(WORLD_SIZES["small"], seed=3, interest_drift=0.3))
+    assert outside_share(fixed) < 0.12  # only evening leisure steps leave the interests
+    assert outside_share(drifting) > outside_share(fixed) + 0.15
+    with pytest.raises(ValueError, match="interest_drift"):
+        WorldConfig(interest_drift=1.5)
+
+
+def test_default_world_is_unchanged_by_the_drift_knob() -> None:
+    """Drift off draws nothing extra from the RNG: the documented default world stays as is."""
+    world = generate_world(WORLD_SIZES["default"])
+    assert (len(world.users), len(world.sessions), len(world.events)) == (500, 2932, 20660)
