@@ -47,6 +47,9 @@ class SASRecConfig:
 class SASRecOutput:
     hidden: torch.Tensor  # (B, T, d): final hidden state per position, zero at padding
     attentions: list[torch.Tensor]  # per layer: (B, heads, T, T), each unmasked row sums to 1
+    # per layer: (B, heads, T, T) the content part q·k/√d of the attention logits, before any
+    # position/time bias and masking (what the weights owe to *what* the items are).
+    content_logits: list[torch.Tensor]
 
 
 class CausalSelfAttention(nn.Module):
@@ -58,20 +61,24 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(config.d_model, config.d_model)
         self.attn_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # x: (B, T, d); allowed: (B, 1, T, T) True where query t may look at key s.
+    def forward(
+        self, x: torch.Tensor, allowed: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # x: (B, T, d); allowed: (B, 1, T, T) True where query t may look at key s;
+        # bias: optional additive logits (B or 1, nh, T, T), e.g. relative position/time.
         B, T, d = x.shape
         hs = d // self.n_heads
         q, k, v = self.qkv(x).split(d, dim=2)
         q = q.view(B, T, self.n_heads, hs).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_heads, hs).transpose(1, 2)
         v = v.view(B, T, self.n_heads, hs).transpose(1, 2)
-        logits = (q @ k.transpose(-2, -1)) / math.sqrt(hs)  # (B, nh, T, T)
+        content = (q @ k.transpose(-2, -1)) / math.sqrt(hs)  # (B, nh, T, T)
+        logits = content if bias is None else content + bias
         logits = logits.masked_fill(~allowed, float("-inf"))
         weights = torch.softmax(logits, dim=-1)
         y = self.attn_dropout(weights) @ v  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, d)
-        return self.proj(y), weights
+        return self.proj(y), weights, content
 
 
 class FeedForward(nn.Module):
@@ -99,11 +106,13 @@ class Block(nn.Module):
         self.ff = FeedForward(config)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a, weights = self.attn(self.ln_attn(x), allowed)
+    def forward(
+        self, x: torch.Tensor, allowed: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        a, weights, content = self.attn(self.ln_attn(x), allowed, bias)
         x = x + self.dropout(a)
         x = x + self.dropout(self.ff(self.ln_ff(x)))
-        return x, weights
+        return x, weights, content
 
 
 class SASRec(nn.Module):
@@ -160,8 +169,12 @@ class SASRec(nn.Module):
             table = table + summed / present.sum(dim=1).clamp(min=1.0)
         return table
 
-    def forward(self, seqs: torch.Tensor) -> SASRecOutput:
-        """seqs: (B, T) left-padded item ids, T ≤ max_len. Returns hidden states and attention."""
+    def forward(self, seqs: torch.Tensor, attn_bias: torch.Tensor | None = None) -> SASRecOutput:
+        """seqs: (B, T) left-padded item ids, T ≤ max_len. Returns hidden states and attention.
+
+        ``attn_bias`` (B or 1, heads, T, T) is added to every layer's attention logits (subclasses
+        use it for relative position/time); plain SASRec passes none.
+        """
         T = seqs.shape[1]
         if T > self.config.max_len:
             raise ValueError(f"sequence length {T} exceeds max_len {self.config.max_len}")
@@ -178,13 +191,14 @@ class SASRec(nn.Module):
         eye = torch.eye(T, dtype=torch.bool, device=seqs.device)
         allowed = (allowed | (eye & ~real[:, :, None])).unsqueeze(1)  # (B, 1, T, T)
 
-        attentions = []
+        attentions, contents = [], []
         for block in self.blocks:
-            x, weights = block(x, allowed)
+            x, weights, content = block(x, allowed, attn_bias)
             x = x * real.unsqueeze(-1)
             attentions.append(weights)
+            contents.append(content)
         hidden = self.ln_out(x) * real.unsqueeze(-1)
-        return SASRecOutput(hidden=hidden, attentions=attentions)
+        return SASRecOutput(hidden=hidden, attentions=attentions, content_logits=contents)
 
     def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores of every item for each hidden state: (..., n_items + 1).
