@@ -6,6 +6,7 @@ import streamlit as st
 
 from ui.sidebar import sidebar
 from ui.state import get_service
+from ui.text import plain
 from ui.training import train_button
 
 st.set_page_config(page_title="AttnRec Lab", page_icon=":material/neurology:", layout="wide")
@@ -31,7 +32,7 @@ left, right = st.columns(2)
 with left:
     st.subheader("Database")
     counts = service.counts()
-    st.caption(service.database_location)
+    st.caption(plain(service.database_location))
     cols = st.columns(4)
     for col, (name, value) in zip(cols, counts.items(), strict=True):
         col.metric(name.capitalize(), f"{value:,}")
@@ -40,7 +41,7 @@ with right:
     st.subheader("Attention model")
     status = service.model_status()
     if status.ready:
-        st.success(status.message, icon=":material/check_circle:")
+        st.success(plain(status.message), icon=":material/check_circle:")
         st.dataframe(
             [
                 {
@@ -61,7 +62,7 @@ with right:
         )
     else:
         st.warning(
-            f"No attention model: {status.message}. Recommendations fall back to "
+            f"No attention model: {plain(status.message)}. Recommendations fall back to "
             "content-based and popularity picks.",
             icon=":material/warning:",
         )

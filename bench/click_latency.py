@@ -4,9 +4,9 @@
 
 Protocol: with a trained default model on the default synthetic world (``--state-dir`` reuses
 the app's own state; without it a temp copy is built and trained first), a user with a long
-history clicks random catalog items. Each sample times ``record_event`` + ``recommend_for_session(k=10)``, as
-the page does (a database write, the history read, one SASRec forward over all items, top-k,
-and the list logged to ``impressions``). A second series
+history clicks random catalog items. Each sample times ``record_event`` +
+``recommend_for_session(k=10)``, as the page does (a database write, the history read, one
+SASRec forward over all items, top-k, and the list logged to ``impressions``). A second series
 times the whole Session Simulator script rerun after a click through Streamlit's AppTest, which
 adds widget and chart building. Warm-up samples are dropped.
 """

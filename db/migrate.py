@@ -14,6 +14,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect
 
+from db.engine import writer
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 LEGACY_REVISION = "0001"
 
@@ -45,7 +47,8 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
     ``users`` would cascade-delete every session and event, so they are off while migrating,
     and ``PRAGMA foreign_key_check`` must come back clean before the migration commits.
     """
-    with engine.connect() as conn:
+    # BEGIN IMMEDIATE on SQLite: two processes migrating a fresh file at once wait their turn.
+    with writer(engine).connect() as conn:
         sqlite = conn.dialect.name == "sqlite"
         if sqlite:
             # Outside any transaction: SQLite ignores this pragma inside one.

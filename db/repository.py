@@ -147,7 +147,8 @@ class Repository:
         """Title/brand/tag search. The text is a bound parameter; LIKE wildcards are escaped."""
         limit = max(1, min(int(limit), MAX_SEARCH_RESULTS))
         stmt = select(Item).where(Item.dataset_id == dataset_id)
-        for word in query.split():
+        # At most 10 words: each adds three bound LIKE parameters.
+        for word in query.split()[:10]:
             escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             pattern = f"%{escaped.lower()}%"
             stmt = stmt.where(

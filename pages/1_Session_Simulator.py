@@ -43,7 +43,7 @@ def record(item_id: int, kind: str) -> None:
 
 st.title("Session Simulator")
 if error := st.session_state.pop("event_error", None):
-    st.error(error)
+    st.error(plain(error))
 
 catalog_col, recs_col = st.columns([5, 6], gap="large")
 
@@ -73,7 +73,7 @@ with catalog_col:
 
 def draw_recommendations(recs: Recommendations) -> None:
     if recs.notice:
-        st.warning(recs.notice, icon=":material/warning:")
+        st.warning(plain(recs.notice), icon=":material/warning:")
     if recs.source == "attention":
         st.caption(
             f"{recs.n_events} events in this user's history: the attention model ranks "

@@ -35,21 +35,33 @@ class RankingMetrics:
         }
 
 
+# Rank given to a target that cannot be shown (already seen): beyond any cutoff.
+NEVER_SHOWN = 2**62
+
+
 def target_ranks(
     scores: torch.Tensor, histories: Sequence[Sequence[int]], targets: Sequence[int]
 ) -> torch.Tensor:
-    """0-based rank of each target among all items, padding and seen items removed."""
+    """0-based rank of each target among all items, padding and seen items removed.
+
+    Seen items are removed as the app removes them; a target the user has already seen
+    (a repeat) therefore cannot be recommended and counts as a miss at every cutoff.
+    """
     scores = scores.detach().float().clone()
     scores[:, 0] = float("-inf")
-    for row, (history, target) in enumerate(zip(histories, targets, strict=True)):
-        seen = [i for i in set(history) if i != target]
-        if seen:
-            scores[row, seen] = float("-inf")
     target_idx = torch.tensor(list(targets), dtype=torch.long, device=scores.device)
     target_scores = scores.gather(1, target_idx[:, None])
+    repeats = torch.zeros(len(targets), dtype=torch.bool)
+    for row, (history, target) in enumerate(zip(histories, targets, strict=True)):
+        seen = list(set(history))
+        if seen:
+            scores[row, seen] = float("-inf")
+            repeats[row] = target in seen
     higher = (scores > target_scores).sum(dim=1)
     ties = (scores == target_scores).sum(dim=1) - 1
-    return (higher + ties).cpu()
+    ranks = (higher + ties).cpu()
+    ranks[repeats] = NEVER_SHOWN
+    return ranks
 
 
 def metrics_from_ranks(ranks: Sequence[int] | torch.Tensor, k: int = 10) -> RankingMetrics:

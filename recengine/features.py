@@ -12,8 +12,11 @@ from recengine.data import ItemVocab
 
 def item_tokens(item: ItemRow) -> list[str]:
     """Category, brand and tags as namespaced tokens (a brand and a tag may share a word)."""
-    tokens = [f"category:{item.category.lower()}", f"brand:{item.brand.lower()}"]
-    tokens += [f"tag:{t.lower()}" for t in item.tags]
+    tokens = [f"category:{item.category.lower()}"] if item.category else []
+    # Films have no brand: an empty "brand:" token would make every film look alike.
+    if item.brand:
+        tokens.append(f"brand:{item.brand.lower()}")
+    tokens += [f"tag:{t.lower()}" for t in item.tags if t]
     return tokens
 
 

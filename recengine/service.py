@@ -74,6 +74,8 @@ class Recommendations:
     cold_start_threshold: int
     notice: str | None = None
     elapsed_ms: float = 0.0
+    # Which model made the list ("sasrec:<data fingerprint>", "content", "popularity").
+    model: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,11 @@ class RecService:
         self.repo = Repository(self.engine)
         self.device = pick_device(settings.device)
         self._lock = threading.RLock()
+        # Held for a whole training run; a second request is refused instead of queued, and
+        # recommendations keep being served from the current model meanwhile.
+        self._train_lock = threading.Lock()
+        # Last list logged per session, so reruns that show the same list log it once.
+        self._last_logged: dict[int, tuple[int, ...]] = {}
         self._model: LoadedModel | None = None
         self._model_error: str | None = "Model not loaded yet"
         self._content: ContentIndex | None = None
@@ -198,15 +205,24 @@ class RecService:
         train_config: TrainConfig | None = None,
         model_config: dict | None = None,
     ) -> TrainResult:
-        """Train on every user's events in the database, save the checkpoint, load it."""
-        with self._lock:
-            items = list(self.items.values())
+        """Train on every user's events in the database, save the checkpoint, load it.
+
+        Only the snapshot of the data and the final swap hold the service lock; the training
+        itself does not, so other sessions keep getting recommendations.
+        """
+        if not self._train_lock.acquire(blocking=False):
+            raise RuntimeError("A model for this dataset is being trained already")
+        try:
+            self._invalidate_catalog()  # items may have been added since the cache was built
+            with self._lock:
+                items = list(self.items.values())
+                sequences = self.user_sequences()
             config = train_config or TrainConfig(
                 seed=self.settings.seed, device=self.settings.device
             )
             started = time.perf_counter()
             result = train_sasrec(
-                self.user_sequences(),
+                sequences,
                 [i.id for i in items],
                 catalog_fingerprint=catalog_fingerprint(items),
                 item_tokens={i.id: item_tokens(i) for i in items},
@@ -229,9 +245,12 @@ class RecService:
                     "device": result.card.training["device"],
                 },
             )
-            self._content = None  # popularity counts changed with the data
-            self.load_model()
+            with self._lock:
+                self._content = None  # popularity counts changed with the data
+                self.load_model()
             return result
+        finally:
+            self._train_lock.release()
 
     # ---- users, sessions, events ----------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -296,10 +315,16 @@ class RecService:
     def recommend_for_session(self, session_id: int, k: int = 10) -> Recommendations:
         """Top-k for the session's user, logged to ``impressions`` as shown."""
         recs = self.recommend(self.repo.session_user(session_id), k)
+        shown = tuple(r.item.id for r in recs.items)
+        if self._last_logged.get(session_id) == shown:
+            return recs  # a rerun (search, chart choice) showing the same list: logged already
+        if len(self._last_logged) > 10_000:
+            self._last_logged.clear()
+        self._last_logged[session_id] = shown
         history_ids = [h.event_id for h in recs.history]
         self.repo.add_impressions(
             session_id,
-            self.model_name if recs.source == "attention" else recs.source,
+            recs.model,
             [
                 ShownItem(
                     r.item.id,
@@ -312,11 +337,6 @@ class RecService:
             ],
         )
         return recs
-
-    @property
-    def model_name(self) -> str:
-        model = self._model
-        return f"sasrec:{model.card.data_fingerprint}" if model else "none"
 
     def recommend(self, user_id: int, k: int = 10) -> Recommendations:
         """Top-k for a user: attention model once the history is long enough, else content."""
@@ -374,13 +394,15 @@ class RecService:
             ),
             n_events=len(history),
             cold_start_threshold=self.settings.cold_start_min_events,
+            model=f"sasrec:{model.card.data_fingerprint}",
         )
 
     def _recommend_content(
         self, user_id: int, history: list[HistoryItem], k: int, notice: str | None
     ) -> Recommendations:
-        picks = self.content.recommend([(h.item.id, h.kind) for h in history], k)
-        known = [h for h in history if h.item.id in self.content]
+        content = self.content  # once: another thread may rebuild the index meanwhile
+        picks = content.recommend([(h.item.id, h.kind) for h in history], k)
+        known = [h for h in history if h.item.id in content]
         items = [
             Recommendation(
                 rank,
@@ -402,6 +424,7 @@ class RecService:
             n_events=len(history),
             cold_start_threshold=self.settings.cold_start_min_events,
             notice=notice,
+            model=picks.source,
         )
 
 

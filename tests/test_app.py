@@ -203,3 +203,17 @@ def test_simulator_on_an_imported_movielens_dataset(
     at.button(key=key).click().run()
     assert not at.exception
     assert rec_sources(at) <= {"content", "popularity"}
+
+
+def test_pick_a_user_by_id_beyond_the_list(app_env: Path) -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.sidebar.number_input(key="user_id_input").set_value(150)
+    at.sidebar.button(key="go_user").click().run()
+    assert not at.exception
+    assert at.session_state["current_user"] == 150
+    assert at.sidebar.selectbox(key="current_user__widget").value == 150
+    at.sidebar.number_input(key="user_id_input").set_value(99999)
+    at.sidebar.button(key="go_user").click().run()
+    assert at.session_state["current_user"] == 150  # unknown id refused, choice kept
+    assert any("Unknown user id 99999" in e.value.replace("\\", "") for e in at.sidebar.error)

@@ -19,6 +19,13 @@ def test_target_ranks_remove_seen_items_and_padding() -> None:
     assert target_ranks(scores, [[3, 1]], [4]).tolist() == [0]
 
 
+def test_a_repeated_target_is_a_miss_like_in_the_app() -> None:
+    scores = torch.tensor([[0.0, 0.8, 0.5, 0.9, 0.7, 0.1]])
+    ranks = target_ranks(scores, [[4, 3]], [4])  # 4 is seen: never shown
+    assert metrics_from_ranks(ranks, k=10).hr == 0.0
+    assert metrics_from_ranks(ranks, k=10).mrr == 0.0
+
+
 def test_ties_count_against_the_target() -> None:
     scores = torch.ones(1, 6)
     assert target_ranks(scores, [[]], [2]).tolist() == [4]  # tied with 4 other real items
@@ -130,3 +137,11 @@ def test_evaluation_report_by_hand() -> None:
     assert report.by_history_length["6-20"]["hr@2"] == 0.0
     assert report.by_target["head"]["hr@1"] == 1.0  # the case whose target is item 1
     assert report.by_target["tail"]["n_cases"] == 3
+
+
+def test_item_tokens_skip_empty_fields() -> None:
+    from db.repository import ItemRow
+    from recengine.features import item_tokens
+
+    film = ItemRow(1, "Heat (1995)", "Action", "", ("action", "crime"), None, "", 1995)
+    assert item_tokens(film) == ["category:action", "tag:action", "tag:crime"]

@@ -199,3 +199,51 @@ def test_a_missing_dataset_is_a_clear_error(state_dir: Path) -> None:
     missing = RecService(tiny_settings(state_dir, dataset="movielens-1m"))
     with pytest.raises(UnknownIdError, match=r"'movielens-1m' is not in the database.*import"):
         missing.ensure_database()
+
+
+def test_a_list_shown_again_on_a_rerun_is_logged_once(service: RecService) -> None:
+    user = busiest_user(service)
+    session = service.start_session(user)
+    first = service.recommend_for_session(session, k=5)
+    service.recommend_for_session(session, k=5)  # e.g. a search keystroke: same list
+    assert len(service.repo.impressions(session)) == 5
+    service.record_event(session, first.items[0].item.id, "view")
+    service.recommend_for_session(session, k=5)  # the list changed: logged again
+    assert len(service.repo.impressions(session)) == 10
+
+
+def test_training_does_not_block_recommendations_and_refuses_a_second_run(
+    service: RecService,
+) -> None:
+    import threading
+
+    from tests.conftest import TINY_MODEL, TINY_TRAIN
+
+    started, release = threading.Event(), threading.Event()
+
+    def progress(_: object) -> None:
+        started.set()
+        release.wait(timeout=30)
+
+    errors: list[BaseException] = []
+
+    def train() -> None:
+        try:
+            service.train_model(progress=progress, train_config=TINY_TRAIN, model_config=TINY_MODEL)
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    worker = threading.Thread(target=train)
+    worker.start()
+    try:
+        assert started.wait(timeout=30)
+        # Mid-training: other sessions are still served, a second training is refused.
+        recs = service.recommend(busiest_user(service), k=5)
+        assert recs.source == "attention" and len(recs.items) == 5
+        with pytest.raises(RuntimeError, match="being trained already"):
+            service.train_model(train_config=TINY_TRAIN, model_config=TINY_MODEL)
+    finally:
+        release.set()
+        worker.join(timeout=120)
+    assert not errors
+    assert len(service.repo.model_runs(service.dataset.id)) == 2

@@ -85,10 +85,11 @@ def test_causal_mask_holds_with_biases() -> None:
     torch.testing.assert_close(out2.hidden[:, :6], out.hidden[:, :6])
 
 
-def test_position_bias_is_learnable_through_the_sasrec_loss() -> None:
+def test_position_and_time_biases_are_learnable_through_the_loss() -> None:
     model = make(dropout=0.0)
     model.train()
     targets = torch.tensor([[0, 0, 4, 5, 6, 7, 8, 9]])
-    loss = model.loss(SEQ, targets)
+    loss = model.loss(SEQ, targets, TIMES)
     loss.backward()
     assert model.distance_bias.grad is not None and model.distance_bias.grad.abs().sum() > 0
+    assert model.time_bias.grad is not None and model.time_bias.grad.abs().sum() > 0

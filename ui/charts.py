@@ -34,7 +34,9 @@ def history_weights_chart(frame: pd.DataFrame) -> alt.Chart:
             y=alt.Y(
                 "item:N", sort=order, title=None, axis=alt.Axis(labelLimit=260, labelOverlap=False)
             ),
-            color=alt.Color("kind:N", scale=alt.Scale(domain=["view", "cart", "purchase"])),
+            color=alt.Color(
+                "kind:N", scale=alt.Scale(domain=["view", "cart", "purchase", "rating"])
+            ),
             tooltip=["item", "category", "kind", alt.Tooltip("weight:Q", format=".3f")],
         )
         .properties(height=max(120, 24 * len(frame)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -53,6 +54,16 @@ def _start_session(service: RecService, user_id: int) -> None:
     st.session_state[SESSION_USER_KEY] = user_id
 
 
+def _pick_user_by_id(service: RecService) -> None:
+    user_id = int(st.session_state.get("user_id_input") or 0)
+    try:
+        service.get_user(user_id)  # refuses unknown ids and other datasets' users
+    except UnknownIdError as exc:
+        st.session_state["user_id_error"] = str(exc)
+        return
+    st.session_state[USER_KEY] = user_id
+
+
 def _create_user(service: RecService) -> None:
     # A callback runs before the widgets exist, so it may select the new user and clear the box.
     name = st.session_state.get("new_user_name", "").strip()
@@ -76,6 +87,12 @@ def sidebar(service: RecService) -> int:
             sticky_selectbox("Dataset", datasets, DATASET_KEY, default=service.dataset.name)
         st.subheader("Who is browsing")
         users = {u.id: u for u in service.list_users()}
+        # The list is capped (MovieLens has 6,040 users): the current user is always an option,
+        # so choosing one by id or creating one never silently switches to someone else.
+        current = st.session_state.get(USER_KEY)
+        if current is not None and current not in users:
+            with contextlib.suppress(UnknownIdError):  # gone, or of another dataset
+                users[current] = service.get_user(current)
         if not users:
             st.info("No users yet: create one below.")
         else:
@@ -84,9 +101,15 @@ def sidebar(service: RecService) -> int:
                 list(users),
                 USER_KEY,
                 format_func=lambda uid: (
-                    f"#{uid} {users[uid].name}" + ("" if users[uid].is_synthetic else " (new)")
+                    f"#{uid} {users[uid].name}"
+                    + (" (new)" if users[uid].persona.get("created_in") == "app" else "")
                 ),
             )
+        with st.expander("Pick a user by id"):
+            st.number_input("User id", min_value=1, step=1, key="user_id_input")
+            st.button("Go", key="go_user", on_click=_pick_user_by_id, args=(service,))
+            if error := st.session_state.pop("user_id_error", None):
+                st.error(plain(error))
         with st.expander("Create a new user"):
             st.text_input("Name (empty: a Faker name)", key="new_user_name", max_chars=120)
             st.button(
@@ -105,7 +128,7 @@ def sidebar(service: RecService) -> int:
             try:
                 user = service.get_user(st.session_state[USER_KEY])
             except UnknownIdError as exc:
-                st.error(str(exc))
+                st.error(plain(exc))
                 st.stop()
             interests = (user.persona or {}).get("interests")
             if interests:

@@ -7,6 +7,7 @@ import streamlit as st
 from db.errors import DataError
 from recengine.service import RecService
 from recengine.settings import Settings
+from ui.text import plain
 
 # The dataset the person is looking at; set by the sidebar's dataset picker.
 DATASET_KEY = "current_dataset"
@@ -32,6 +33,11 @@ def get_service() -> RecService:
     try:
         return _service(dataset)
     except DataError as exc:
-        st.error(f"The database cannot be used. {exc}", icon=":material/error:")
+        if dataset != default_dataset():
+            # The chosen dataset became unusable: fall back, so the sidebar can still be drawn.
+            st.session_state.pop(DATASET_KEY, None)
+            st.warning(plain(f"Dataset {dataset!r} cannot be used ({exc}); back to the default."))
+            return get_service()
+        st.error(plain(f"The database cannot be used. {exc}"), icon=":material/error:")
         st.stop()
         raise  # unreachable: st.stop() raises, but type checkers don't know that

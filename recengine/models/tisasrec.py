@@ -59,7 +59,8 @@ class TiSASRec(SASRec):
 
     def time_buckets(self, times: torch.Tensor) -> torch.Tensor:
         """(B, T, T) log2 bucket of the gap between query t and key s (seconds, ≥ 0)."""
-        gap = (times[:, :, None] - times[:, None, :]).clamp(min=0).double()
+        times = times.double()  # epoch seconds lose ~2 minutes of precision in float32
+        gap = (times[:, :, None] - times[:, None, :]).clamp(min=0)
         bucket = torch.floor(torch.log2(1.0 + gap / self.config.time_unit_s))
         return bucket.clamp(0, self.config.n_time_buckets - 1).long()
 
@@ -78,6 +79,14 @@ class TiSASRec(SASRec):
     ) -> SASRecOutput:
         position, time = self.bias_parts(seqs, times)
         return super().forward(seqs, attn_bias=position + time)
+
+    def loss(  # type: ignore[override]
+        self, seqs: torch.Tensor, targets: torch.Tensor, times: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """SASRec's next-item cross-entropy, with the time biases in play when times are given."""
+        hidden = self.forward(seqs, times).hidden
+        mask = targets != 0
+        return nn.functional.cross_entropy(self.item_logits(hidden[mask]), targets[mask])
 
     @torch.no_grad()
     def attention_split(
