@@ -31,6 +31,15 @@ def tiny_settings(state_dir: Path, **changes: object) -> Settings:
     return Settings(state_dir=state_dir, world_size="tiny", seed=7, device="cpu").with_(**changes)
 
 
+def count_events(state_dir: Path) -> int:
+    """Events of the test dataset, read through a fresh service (as another process would)."""
+    service = RecService(tiny_settings(state_dir))
+    try:
+        return service.counts()["events"]
+    finally:
+        service.engine.dispose()
+
+
 @pytest.fixture(autouse=True)
 def restore_main_module() -> Iterator[None]:
     """AppTest makes the script it runs the process's ``__main__`` and never puts it back; a

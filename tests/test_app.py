@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from db.synthetic import seed_database
 from recengine.service import RecService
-from tests.conftest import tiny_settings
+from tests.conftest import count_events, tiny_settings
 
 TIMEOUT = 60  # torch's cold import alone takes seconds
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -60,14 +60,6 @@ def rec_sources(at: AppTest) -> set[str]:
         for s in ("attention", "content", "popularity")
         if f"badge[{s}]" in m.value
     }
-
-
-def count_events(state_dir: Path) -> int:
-    service = RecService(tiny_settings(state_dir))
-    try:
-        return service.counts()["events"]
-    finally:
-        service.engine.dispose()
 
 
 def test_home_page_shows_database_and_model_status(app_env: Path) -> None:

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from recengine.service import RecService
-from tests.conftest import tiny_settings
+from tests.conftest import count_events
 
 CHROMIUM = os.environ.get("RECDEMO_CHROMIUM", "/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,14 +106,6 @@ def wait_idle(page) -> None:  # type: ignore[no-untyped-def]
     page.wait_for_selector(
         "[data-testid='stApp'][data-test-script-state='notRunning']", timeout=60_000
     )
-
-
-def count_events(state_dir: Path) -> int:
-    service = RecService(tiny_settings(state_dir))
-    try:
-        return service.counts()["events"]
-    finally:
-        service.engine.dispose()
 
 
 def test_click_an_item_and_see_the_list_update(
