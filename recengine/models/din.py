@@ -7,8 +7,9 @@ item h_j is to the candidate c,
     a(h_j, c) = MLP([h_j, c, h_j − c, h_j ⊙ c])          (a scalar, PReLU hidden layers)
 
 the ratings become weights w_j over the real (non-padding) positions, the interest vector is
-u_c = Σ_j w_j h_j, and the score is MLP([u_c, c, u_c ⊙ c]) + b_c (b_c: a learned item bias).
-The weights w are therefore *candidate-specific*: ``DINNet.forward`` returns them as (B, C, T).
+u_c = Σ_j w_j h_j, and the score is MLP([u_c, c, u_c ⊙ c]) + <u_c, c> + b_c (b_c: a learned
+item bias; the dot term is optional, see below). The weights w are therefore
+*candidate-specific*: ``DINNet.forward`` returns them as (B, C, T).
 
 Choices, each on purpose:
 
@@ -25,9 +26,18 @@ Choices, each on purpose:
 
   so a (T·H, d + 1) "history factor" matrix is built once per history and the first layer for
   *all* candidates is a single matrix product: no (B, C, T, 4d) input is ever materialised.
-  Scoring is processed in small blocks (one history × a candidate chunk of about half a million
-  first-layer cells): the (·, H) activations then stay in cache, which on CPU is several times
-  faster than large chunks (the work is dominated by element-wise passes over B·C·T·H values).
+  Scoring runs in small blocks (one history × a candidate chunk, about half a million
+  first-layer cells) so the (·, H) activations stay in cache between the matrix products and
+  the element-wise PReLU passes. Measured on this project's 2-core box, 1 thread, 64 histories
+  of 50 items × 3,416 candidates: 2.6 s blocked, against 19-45 s for 64-512-candidate chunks
+  over the whole batch as (B, C, T, H) tensors (einsum or matmul + permute alike).
+- The score adds the plain dot product <u_c, c> to the paper's MLP (``dot_product=True``). An
+  MLP learns a dot product only slowly (Rendle et al., 2020, "Neural Collaborative Filtering vs.
+  Matrix Factorization Revisited"): on the synthetic world, with sampled softmax, the MLP-only
+  head stayed at the popularity loss for 100+ steps while MLP + dot fell well below it.
+  ``dot_product=False`` is the paper's head exactly.
+- The item bias starts at the centred log frequency of the training targets (the popularity
+  baseline); Adam moves a bias about ``lr`` per step, far too slowly to learn popularity from 0.
 - Training uses sampled softmax: for every position, the true next item plus ``n_negatives``
   items drawn uniformly (shared by all positions of a batch). Uniform sampling needs no logQ
   correction. A negative that happens to equal a position's positive is masked out of that
@@ -74,10 +84,6 @@ class DINConfig:
     attention_hidden: tuple[int, ...] = (80, 40)
     # Hidden sizes of the scoring MLP on [u_c, c, u_c ⊙ c] (its output layer adds one scalar).
     mlp_hidden: tuple[int, ...] = (128, 64)
-    # Add the dot product <u_c, c> to the MLP's score. An MLP learns a dot product only slowly
-    # (Rendle et al., 2020); with sampled softmax on a small catalog the MLP-only head stayed at
-    # the popularity baseline for hundreds of steps. False gives the paper's head exactly.
-    dot_product: bool = True
     max_len: int = 50
     # "softmax": masked softmax over the history (the authors' code); "none": raw activations,
     # masked at padding (the paper, which keeps the intensity of interest).
@@ -86,6 +92,9 @@ class DINConfig:
     # Uniform sampled negatives per training position (the sampled-softmax denominator).
     n_negatives: int = 100
     seed: int = 0
+    # Add the dot product <u_c, c> to the MLP's score (see the module docstring); False gives
+    # the paper's head exactly.
+    dot_product: bool = True
 
     def __post_init__(self) -> None:
         if self.n_items < 1:
@@ -173,8 +182,8 @@ class DINNet(nn.Module):
 
         With uniform negatives the sampled softmax is minimised by logits = log p(item) + const,
         so the model starts at the popularity baseline; training then only has to learn the
-        personalised part (with Adam a bias moves about ``lr`` per step: from zero it would take
-        thousands of steps to learn popularity).
+        personalised part (with Adam a bias moves about ``lr`` per step: from zero, log-frequency
+        gaps of ~3 would take ~1,000 steps at lr 3e-3).
         """
         counts = torch.bincount(targets.flatten(), minlength=self.config.n_items + 1)[1:]
         log_freq = torch.log(counts.to(self.item_bias.weight.dtype) + 1.0)
