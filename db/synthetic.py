@@ -175,6 +175,14 @@ class World:
     events: list[dict] = field(default_factory=list)
     trigger_pairs: list[tuple[int, int]] = field(default_factory=list)
 
+    def user_sequences(self) -> dict[int, list[int]]:
+        """Each user's item ids in time order: the world as a sequence model sees it."""
+        user_of = {s["id"]: s["user_id"] for s in self.sessions}
+        sequences: dict[int, list[int]] = {}
+        for event in sorted(self.events, key=lambda e: (e["ts"], e["id"])):
+            sequences.setdefault(user_of[event["session_id"]], []).append(event["item_id"])
+        return sequences
+
 
 # --------------------------------------------------------------------------------------------
 # The store: categories, anchors and their accessories

@@ -283,10 +283,7 @@ def test_gru4rec_early_stopping_keeps_the_best_validation_epoch() -> None:
 @pytest.fixture(scope="module")
 def world_split() -> tuple[LeaveOneOutSplit, int]:
     world = generate_world(WORLD_SIZES["tiny"])
-    user_of = {s["id"]: s["user_id"] for s in world.sessions}
-    by_user: dict[int, list[int]] = {}
-    for event in sorted(world.events, key=lambda e: (e["ts"], e["id"])):
-        by_user.setdefault(user_of[event["session_id"]], []).append(event["item_id"])
+    by_user = world.user_sequences()
     vocab = ItemVocab.from_ids(e["item_id"] for e in world.events)
     return leave_one_out({u: vocab.encode(s) for u, s in by_user.items()}), len(vocab)
 

@@ -182,10 +182,7 @@ def test_models_find_the_planted_structure() -> None:
     neighbours.
     """
     world = generate_world(WORLD_SIZES["tiny"])
-    user_of = {s["id"]: s["user_id"] for s in world.sessions}
-    sequences: dict[int, list[int]] = {}
-    for event in sorted(world.events, key=lambda e: (e["ts"], e["id"])):
-        sequences.setdefault(user_of[event["session_id"]], []).append(event["item_id"])
+    sequences = world.user_sequences()
     vocab = ItemVocab.from_ids(item["id"] for item in world.items)
     split = leave_one_out({u: vocab.encode(s) for u, s in sequences.items()})
     tokens: list[list[str]] = [[] for _ in range(len(vocab) + 1)]

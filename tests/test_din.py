@@ -4,7 +4,6 @@ training, a planted trigger rule, determinism, and a small win over popularity."
 from __future__ import annotations
 
 import random
-from collections import defaultdict
 from collections.abc import Iterator
 
 import pytest
@@ -241,10 +240,7 @@ def _encode(cases: list[NextItemCase], vocab: ItemVocab) -> list[NextItemCase]:
 
 def test_beats_popularity_on_the_tiny_world() -> None:
     world = generate_world(WORLD_SIZES["tiny"])
-    user_of = {s["id"]: s["user_id"] for s in world.sessions}
-    sequences: dict[int, list[int]] = defaultdict(list)
-    for event in sorted(world.events, key=lambda e: (e["ts"], e["id"])):
-        sequences[user_of[event["session_id"]]].append(event["item_id"])
+    sequences = world.user_sequences()
     vocab = ItemVocab.from_ids(item["id"] for item in world.items)
     split = leave_one_out(sequences)
     train = [vocab.encode(s) for s in split.train.values()]

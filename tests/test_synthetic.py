@@ -569,3 +569,11 @@ def test_default_world_is_unchanged_by_the_drift_knob() -> None:
     """Drift off draws nothing extra from the RNG: the documented default world stays as is."""
     world = generate_world(WORLD_SIZES["default"])
     assert (len(world.users), len(world.sessions), len(world.events)) == (500, 2932, 20660)
+
+
+def test_user_sequences_are_each_users_items_in_time_order(tiny: World) -> None:
+    sequences = tiny.user_sequences()
+    assert sum(len(s) for s in sequences.values()) == len(tiny.events)
+    user_of = {s["id"]: s["user_id"] for s in tiny.sessions}
+    first = min(tiny.events, key=lambda e: (e["ts"], e["id"]))
+    assert sequences[user_of[first["session_id"]]][0] == first["item_id"]
