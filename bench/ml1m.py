@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from bench.report import machine, today, write_section
+from recengine.checkpoint import save_checkpoint
 from recengine.data import leave_one_out
 from recengine.train import TrainConfig, TrainResult, model_scorer, train_sasrec
 
@@ -114,6 +115,7 @@ def run(
     train_config: TrainConfig,
     model_config: dict | None = None,
     log: bool = True,
+    save_dir: Path | None = None,
 ) -> dict:
     sequences = load_sequences(data_dir / SASREC_FILE, max_users)
     items = sorted({i for s in sequences.values() for i in s})
@@ -128,6 +130,8 @@ def run(
         else None,
     )
     wall = time.perf_counter() - started
+    if save_dir is not None:
+        save_checkpoint(save_dir, result.model, result.card)
     m, t = result.card.metrics, result.card.training
     return {
         "date": today(),
@@ -199,6 +203,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-epochs", type=int, default=400)
     parser.add_argument("--users", type=int, default=None, help="only the first N users")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--save-dir", type=Path, default=None, help="also save the trained SASRec checkpoint here"
+    )
     args = parser.parse_args(argv)
     data_dir = args.data_dir or default_data_dir()
     config = TrainConfig(
@@ -212,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         seed=42,
         device="auto",
     )
-    result = run(data_dir, max_users=args.users, train_config=config)
+    result = run(data_dir, max_users=args.users, train_config=config, save_dir=args.save_dir)
     body = markdown(result)
     print(body)
     print(json.dumps(result, indent=2))
