@@ -1,15 +1,24 @@
 """Train the SASRec model on user sequences, with early stopping on validation NDCG@10.
 
 The loop reports progress through a callback so the CLI can draw a tqdm bar and the app an
-``st.progress`` bar, without this module knowing about either.
+``st.progress`` bar, without this module knowing about either. With ``snapshot_path`` it saves
+a :mod:`recengine.snapshot` after every validation and can continue from it (``resume``).
+
+One loop serves both the single process and DistributedDataParallel: what differs (how a batch
+is split, how the loss and the leader's decisions are shared) sits behind :class:`Team`, whose
+single-process form does nothing, so the plain path pays nothing for the distributed one
+(``recengine/distributed.py`` has the other form).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -17,20 +26,31 @@ from recengine.checkpoint import ModelCard
 from recengine.data import (
     ItemVocab,
     NextItemCase,
+    fingerprint,
     leave_one_out,
     pad_batch,
     sequences_fingerprint,
     training_windows,
 )
-from recengine.device import pick_device
+from recengine.device import pick_device, training_autocast
 from recengine.evaluate import RankingMetrics, evaluate_cases, popularity_scorer
 from recengine.features import token_table
 from recengine.models.sasrec import SASRec, SASRecConfig
+from recengine.snapshot import (
+    TrainingSnapshot,
+    cpu_state,
+    load_snapshot,
+    restore_rng_state,
+    rng_state,
+    run_identity,
+    save_snapshot,
+)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     max_epochs: int = 200
+    # Rows per optimizer step; in a distributed run this is the global batch, split over ranks.
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -44,6 +64,8 @@ class TrainConfig:
     # Batch windows of similar length and cut the shared left padding: same gradients per
     # window, ~35% less compute on MovieLens-1M where most histories are far shorter than 200.
     length_buckets: bool = True
+    # bf16 autocast of forward + loss on CUDA (evaluation stays float32); ignored on the CPU.
+    mixed_precision: bool = True
 
 
 @dataclass(frozen=True)
@@ -65,6 +87,7 @@ class TrainProgress:
 
 
 ProgressCallback = Callable[[TrainProgress], None]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -115,26 +138,33 @@ def model_scorer(model: SASRec, device: torch.device):  # type: ignore[no-untype
     return score
 
 
-def train_sasrec(
+@dataclass
+class PreparedData:
+    """The encoded split and training windows of one run, and what identifies them."""
+
+    vocab: ItemVocab
+    config: SASRecConfig
+    token_names: list[str]
+    tokens: torch.Tensor | None  # (n_items + 1, tokens_per_item) or None: ids only
+    train_seqs: list[list[int]]
+    valid: list[NextItemCase]
+    test: list[NextItemCase]
+    inputs: torch.Tensor  # (N, max_len) left-padded windows
+    targets: torch.Tensor  # (N, max_len) next items, 0 at padding
+    lengths: torch.Tensor  # (N,) real items per window
+    data_fingerprint: str  # of the raw sequences (the model card's)
+    identity: str  # of everything the model trains on: sequences, catalog, content tokens
+    n_users: int
+    n_events: int
+
+
+def prepare_data(
     sequences: Mapping[int, Sequence[int]],
     catalog_ids: Sequence[int],
     *,
-    catalog_fingerprint: str = "",
     item_tokens: Mapping[int, Sequence[str]] | None = None,
     model_config: Mapping[str, object] | None = None,
-    train_config: TrainConfig | None = None,
-    progress: ProgressCallback | None = None,
-) -> TrainResult:
-    """Train on every sequence but its last two items; report validation and test metrics.
-
-    With ``item_tokens`` (item id -> content tokens) the model also learns token embeddings, unless
-    ``model_config`` sets ``n_tokens`` to 0.
-    """
-    cfg = train_config or TrainConfig()
-    device = pick_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    shuffle_gen = torch.Generator().manual_seed(cfg.seed)
-
+) -> PreparedData:
     vocab = ItemVocab.from_ids(catalog_ids)
     unknown = {i for seq in sequences.values() for i in seq if i not in vocab}
     if unknown:
@@ -143,10 +173,17 @@ def train_sasrec(
         )
     split = leave_one_out(sequences)
     if not split.valid:
-        raise ValueError("Need at least one user with 3 or more events to train and validate")
+        longest = max((len(s) for s in sequences.values()), default=0)
+        raise ValueError(
+            "Need at least one user with 3 or more events to train and validate; the "
+            f"{len(sequences)} users have at most {longest} events each"
+        )
     train_seqs = [vocab.encode(s) for s in split.train.values()]
-    valid = _encode_cases(split.valid, vocab)
-    test = _encode_cases(split.test, vocab)
+    if not any(len(s) >= 2 for s in train_seqs):
+        raise ValueError(
+            "No user has 2 or more events left to train on once each user's last two events "
+            "are held out for validation and test (a user needs 4 or more events, or exactly 2)"
+        )
 
     overrides = dict(model_config or {})
     token_names: list[str] = []
@@ -156,85 +193,287 @@ def train_sasrec(
         token_names, tokens = token_table(vocab, item_tokens, per_item)
         overrides["n_tokens"] = len(token_names)
     config = SASRecConfig(n_items=len(vocab), **overrides)  # type: ignore[arg-type]
-    model = SASRec(config)
-    if tokens is not None:
-        model.set_item_tokens(tokens)
-    model.to(device)
     inputs, targets = training_windows(train_seqs, config.max_len)
-    lengths = (inputs != 0).sum(dim=1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scorer = model_scorer(model, device)
+    data_fp = sequences_fingerprint(sequences)
+    token_rows = None if tokens is None else tokens.tolist()
+    return PreparedData(
+        vocab=vocab,
+        config=config,
+        token_names=token_names,
+        tokens=tokens,
+        train_seqs=train_seqs,
+        valid=_encode_cases(split.valid, vocab),
+        test=_encode_cases(split.test, vocab),
+        inputs=inputs,
+        targets=targets,
+        lengths=(inputs != 0).sum(dim=1),
+        data_fingerprint=data_fp,
+        identity=fingerprint([data_fp, list(vocab.item_ids), token_names, token_rows]),
+        n_users=len(sequences),
+        n_events=sum(len(s) for s in sequences.values()),
+    )
 
-    best_ndcg, best_state, best_epoch, evals_since_best = -1.0, None, 0, 0
-    history: list[TrainProgress] = []
-    started = time.perf_counter()
-    epoch = 0
-    for epoch in range(1, cfg.max_epochs + 1):
+
+class Team:
+    """The processes that share one training run; this base class is a team of one.
+
+    Every method is the identity here. ``recengine.distributed.DDPTeam`` splits each batch over
+    the ranks, all-reduces the loss and broadcasts the leader's (rank 0's) clock, validation
+    metric and final metrics, so every rank takes the same decisions.
+    """
+
+    rank = 0
+    world_size = 1
+
+    @property
+    def is_leader(self) -> bool:
+        return self.rank == 0
+
+    def loss_fn(self, model: SASRec, seed: int) -> LossFn:
+        return model.loss
+
+    def shard(self, idx: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, float | None]:
+        """This rank's rows of one batch and the weight of its loss (None: unweighted)."""
+        return idx, None
+
+    def batch_loss(self, loss: torch.Tensor) -> float:
+        """The whole batch's mean loss (also the step's only host sync)."""
+        return loss.item()
+
+    def from_leader(self, values: list[float]) -> list[float]:
+        return values
+
+    def object_from_leader(self, obj: Any) -> Any:
+        return obj
+
+    def rng_states(self, device: torch.device) -> list[dict[str, torch.Tensor | None]] | None:
+        """Every rank's RNG state, on the leader (None elsewhere); a collective when distributed."""
+        return [rng_state(device)]
+
+    def finish(self, model: SASRec) -> dict[str, object]:
+        """Check the ranks ended in agreement; what to add to the card's training record."""
+        return {}
+
+
+SOLO = Team()
+
+
+@dataclass
+class _RunState:
+    """What the loop carries from epoch to epoch, and what a snapshot saves of it."""
+
+    epoch: int = 0
+    best_ndcg: float = -1.0
+    best_state: dict[str, torch.Tensor] | None = None
+    best_epoch: int = 0
+    evals_since_best: int = 0
+    elapsed_s: float = 0.0
+    history: list[TrainProgress] = field(default_factory=list)
+
+
+def train_sasrec(
+    sequences: Mapping[int, Sequence[int]],
+    catalog_ids: Sequence[int],
+    *,
+    catalog_fingerprint: str = "",
+    item_tokens: Mapping[int, Sequence[str]] | None = None,
+    model_config: Mapping[str, object] | None = None,
+    train_config: TrainConfig | None = None,
+    progress: ProgressCallback | None = None,
+    snapshot_path: Path | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """Train on every sequence but its last two items; report validation and test metrics.
+
+    With ``item_tokens`` (item id -> content tokens) the model also learns token embeddings, unless
+    ``model_config`` sets ``n_tokens`` to 0. With ``snapshot_path`` a snapshot is saved after
+    every validation; with ``resume`` too, a run continues from the snapshot there (if any) and
+    ends as the uninterrupted run would have. A snapshot of other data, another model config or
+    other optimisation settings is refused with a ValueError.
+    """
+    cfg = train_config or TrainConfig()
+    device = pick_device(cfg.device)
+    prepared = prepare_data(
+        sequences, catalog_ids, item_tokens=item_tokens, model_config=model_config
+    )
+    return fit(
+        prepared,
+        cfg,
+        device,
+        catalog_fingerprint=catalog_fingerprint,
+        progress=progress,
+        snapshot_path=snapshot_path,
+        resume=resume,
+    )
+
+
+def fit(
+    data: PreparedData,
+    cfg: TrainConfig,
+    device: torch.device,
+    *,
+    team: Team = SOLO,
+    catalog_fingerprint: str = "",
+    progress: ProgressCallback | None = None,
+    snapshot_path: Path | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """The training loop of :func:`train_sasrec`, run by every member of ``team``."""
+    if resume and snapshot_path is None:
+        raise ValueError("resume=True needs a snapshot_path to resume from")
+    snapshot_path = None if snapshot_path is None else Path(snapshot_path)
+    torch.manual_seed(cfg.seed)
+    shuffle_gen = torch.Generator().manual_seed(cfg.seed)
+    model = SASRec(data.config)
+    if data.tokens is not None:
+        model.set_item_tokens(data.tokens)
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    compute_loss = team.loss_fn(model, cfg.seed)
+    scorer = model_scorer(model, device)
+    identity = run_identity(
+        data.identity, data.config.to_dict(), asdict(cfg), world_size=team.world_size
+    )
+
+    state = _RunState()
+    if resume and snapshot_path is not None and snapshot_path.exists():
+        snapshot = load_snapshot(snapshot_path, identity)
+        model.load_state_dict(snapshot.model_state)
+        optimizer.load_state_dict(snapshot.optimizer_state)
+        shuffle_gen.set_state(snapshot.shuffle_rng)
+        restore_rng_state(snapshot.rng_states[team.rank], device)
+        state = _RunState(
+            epoch=snapshot.epoch,
+            best_ndcg=snapshot.best_ndcg,
+            best_state=snapshot.best_state,
+            best_epoch=snapshot.best_epoch,
+            evals_since_best=snapshot.evals_since_best,
+            elapsed_s=snapshot.elapsed_s,
+            history=[TrainProgress(**h) for h in snapshot.history],
+        )
+    resumed_from = state.epoch or None
+    # A resumed run that had already met a stop rule trains no further.
+    done = resumed_from is not None and (
+        state.evals_since_best >= cfg.patience or state.elapsed_s > cfg.time_budget_s
+    )
+
+    started = time.perf_counter() - state.elapsed_s
+    for epoch in range(state.epoch + 1, cfg.max_epochs + 1):
+        if done:
+            break
         model.train()
         total, batches = 0.0, 0
-        for idx in epoch_batches(lengths, cfg.batch_size, shuffle_gen, cfg.length_buckets):
-            width = int(lengths[idx].max())
-            batch_inputs, batch_targets = inputs[idx, -width:], targets[idx, -width:]
-            loss = model.loss(batch_inputs.to(device), batch_targets.to(device))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"Training loss became {loss.item()} at epoch {epoch}")
+        for idx in epoch_batches(data.lengths, cfg.batch_size, shuffle_gen, cfg.length_buckets):
+            rows, weight = team.shard(idx, data.targets)
+            width = int(data.lengths[rows].max())
+            batch_inputs = data.inputs[rows, -width:].to(device)
+            batch_targets = data.targets[rows, -width:].to(device)
+            with training_autocast(device, cfg.mixed_precision):
+                loss = compute_loss(batch_inputs, batch_targets)
+            if weight is not None:
+                loss = loss * weight
+            value = team.batch_loss(loss)
+            if not math.isfinite(value):
+                raise FloatingPointError(f"Training loss became {value} at epoch {epoch}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            total += loss.item()
+            total += value
             batches += 1
 
-        elapsed = time.perf_counter() - started
+        # The leader's clock decides, so every rank evaluates and stops in the same epoch.
+        (elapsed,) = team.from_leader([time.perf_counter() - started])
         out_of_time = elapsed > cfg.time_budget_s
         valid_ndcg = None
         if epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs or out_of_time:
-            valid_ndcg = evaluate_cases(scorer, valid).ndcg
-            if valid_ndcg > best_ndcg:
-                best_ndcg, best_epoch, evals_since_best = valid_ndcg, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
+            # Gathered before evaluating; the evaluation itself draws no random numbers.
+            rng_states = team.rng_states(device) if snapshot_path is not None else None
+            measured = evaluate_cases(scorer, data.valid).ndcg if team.is_leader else 0.0
+            (valid_ndcg,) = team.from_leader([measured])
+            if valid_ndcg > state.best_ndcg:
+                state.best_ndcg, state.best_epoch, state.evals_since_best = valid_ndcg, epoch, 0
+                state.best_state = copy.deepcopy(model.state_dict())
             else:
-                evals_since_best += 1
+                state.evals_since_best += 1
         report = TrainProgress(
-            epoch, cfg.max_epochs, total / max(batches, 1), valid_ndcg, best_ndcg, elapsed
+            epoch, cfg.max_epochs, total / max(batches, 1), valid_ndcg, state.best_ndcg, elapsed
         )
-        history.append(report)
-        if progress is not None:
+        state.history.append(report)
+        state.epoch, state.elapsed_s = epoch, elapsed
+        if valid_ndcg is not None and snapshot_path is not None and team.is_leader:
+            assert rng_states is not None
+            save_snapshot(
+                snapshot_path,
+                _snapshot(identity, state, model, optimizer, shuffle_gen, rng_states),
+            )
+        if progress is not None and team.is_leader:
             progress(report)
-        if out_of_time or evals_since_best >= cfg.patience:
+        if out_of_time or state.evals_since_best >= cfg.patience:
             break
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
     model.eval()
-    train_seconds = time.perf_counter() - started
+    (train_seconds,) = team.from_leader([time.perf_counter() - started])
 
-    pop = popularity_scorer(train_seqs, len(vocab))
-    metrics: dict[str, object] = {
-        "sasrec": {"valid": _metrics(scorer, valid), "test": _metrics(scorer, test)},
-        "popularity": {"valid": _metrics(pop, valid), "test": _metrics(pop, test)},
-    }
+    metrics = None
+    if team.is_leader:
+        pop = popularity_scorer(data.train_seqs, len(data.vocab))
+        metrics = {
+            "sasrec": {"valid": _metrics(scorer, data.valid), "test": _metrics(scorer, data.test)},
+            "popularity": {"valid": _metrics(pop, data.valid), "test": _metrics(pop, data.test)},
+        }
+    metrics = team.object_from_leader(metrics)
+    agreement = team.finish(model)
     card = ModelCard(
         model="sasrec",
-        model_config=config.to_dict(),
-        item_ids=list(vocab.item_ids),
-        token_vocab=token_names,
-        data_fingerprint=sequences_fingerprint(sequences),
+        model_config=data.config.to_dict(),
+        item_ids=list(data.vocab.item_ids),
+        token_vocab=data.token_names,
+        data_fingerprint=data.data_fingerprint,
         catalog_fingerprint=catalog_fingerprint,
         metrics=metrics,
         training={
             **asdict(cfg),
-            "epochs_run": epoch,
-            "best_epoch": best_epoch,
+            "epochs_run": state.epoch,
+            "best_epoch": state.best_epoch,
             "train_seconds": round(train_seconds, 2),
             "device": str(device),
-            "n_users": len(sequences),
-            "n_events": sum(len(s) for s in sequences.values()),
-            "n_train_windows": len(inputs),
+            "n_users": data.n_users,
+            "n_events": data.n_events,
+            "n_train_windows": len(data.inputs),
             "torch": torch.__version__,
+            "world_size": team.world_size,
+            "resumed_from_epoch": resumed_from,
+            **agreement,
         },
     )
-    return TrainResult(model, vocab, card, history)
+    return TrainResult(model, data.vocab, card, state.history)
+
+
+def _snapshot(
+    identity: dict[str, Any],
+    state: _RunState,
+    model: SASRec,
+    optimizer: torch.optim.Optimizer,
+    shuffle_gen: torch.Generator,
+    rng_states: list[dict[str, torch.Tensor | None]],
+) -> TrainingSnapshot:
+    return TrainingSnapshot(
+        identity=identity,
+        epoch=state.epoch,
+        model_state=cpu_state(model.state_dict()),
+        optimizer_state=optimizer.state_dict(),
+        best_state=None if state.best_state is None else cpu_state(state.best_state),
+        best_ndcg=state.best_ndcg,
+        best_epoch=state.best_epoch,
+        evals_since_best=state.evals_since_best,
+        shuffle_rng=shuffle_gen.get_state(),
+        rng_states=rng_states,
+        elapsed_s=state.elapsed_s,
+        history=[asdict(h) for h in state.history],
+    )
 
 
 def _metrics(scorer, cases: Sequence[NextItemCase]) -> dict[str, float | int]:  # type: ignore[no-untyped-def]

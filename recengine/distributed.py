@@ -1,0 +1,340 @@
+"""Train SASRec with DistributedDataParallel over several processes (GPUs, or CPU cores).
+
+Launch one process per GPU with torchrun::
+
+    torchrun --standalone --nproc_per_node=2 -m recengine.distributed [options]
+
+How the work is shared, and why the result matches a single process:
+
+- Every rank reads the same data and draws the same batch order from the shared seed (the
+  length-bucketed ``epoch_batches`` of ``recengine.train``). ``batch_size`` stays the *global*
+  batch: rank r trains rows r, r + world_size, … of each batch (trimming its own left padding).
+  Each rank's mean loss is weighted by its share of the batch's targets, so the gradient DDP
+  averages is exactly the single-process gradient of that batch; steps per epoch, learning rate
+  and early stopping mean what they mean in one process. Only dropout masks (each rank draws
+  its own, from seed + rank) and float summation order differ.
+- Rank 0 is the leader: its clock decides the time budget, it alone evaluates validation
+  NDCG@10, saves the snapshot and the checkpoint; the decisions are broadcast so all ranks stop
+  in the same epoch and keep the same best state. At the end the ranks compare a hash of their
+  weights and fail loudly if they differ.
+- Backends: NCCL on CUDA (one GPU per process, ``cuda:LOCAL_RANK``), gloo on the CPU.
+
+The single-process path (``recengine.train.train_sasrec``) never touches this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from recengine.device import pick_device, rank_device
+from recengine.models.sasrec import SASRec
+from recengine.snapshot import rng_state
+from recengine.train import (
+    LossFn,
+    ProgressCallback,
+    Team,
+    TrainConfig,
+    TrainResult,
+    fit,
+    prepare_data,
+)
+
+TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+class _LossModule(nn.Module):
+    """DDP synchronises gradients of what ``forward`` computes: here, the model's loss."""
+
+    def __init__(self, model: SASRec) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.model.loss(inputs, targets)
+
+
+class DDPTeam(Team):
+    """The ranks of an initialised process group, as seen by ``recengine.train.fit``."""
+
+    def __init__(self, device: torch.device) -> None:
+        if not dist.is_initialized():
+            raise RuntimeError("No process group: run inside `with process_group(...)`")
+        self.rank = dist.get_rank()
+        self.world_size = dist.get_world_size()
+        self.device = device
+
+    def loss_fn(self, model: SASRec, seed: int) -> LossFn:
+        # Wrapping broadcasts rank 0's weights, so every rank starts from the same model.
+        wrapped = DistributedDataParallel(
+            _LossModule(model),
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            forward_sync_buffers=False,  # the only buffer (item content tokens) never changes
+        )
+        torch.manual_seed(seed + self.rank)  # each rank its own dropout masks
+        return wrapped
+
+    def shard(self, idx: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, float]:
+        counts = (targets[idx] != 0).sum(dim=1)
+        mine = slice(self.rank, None, self.world_size)
+        if len(idx[mine]) == 0:
+            # Fewer rows than ranks: this rank still joins the gradient all-reduce, with a
+            # real row at weight 0, so it adds nothing.
+            return idx[:1], 0.0
+        # mean_r * n_r * world / N: DDP's average over ranks becomes sum over targets / N.
+        return idx[mine], float(counts[mine].sum()) * self.world_size / float(counts.sum())
+
+    def batch_loss(self, loss: torch.Tensor) -> float:
+        total = loss.detach().float().reshape(1).clone()
+        dist.all_reduce(total)
+        return total.item() / self.world_size
+
+    def from_leader(self, values: list[float]) -> list[float]:
+        shared = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.broadcast(shared, src=0)
+        return shared.tolist()
+
+    def object_from_leader(self, obj: Any) -> Any:
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def rng_states(self, device: torch.device) -> list[dict[str, torch.Tensor | None]] | None:
+        gathered: list[Any] | None = [None] * self.world_size if self.is_leader else None
+        dist.gather_object(rng_state(device), gathered, dst=0)
+        return gathered
+
+    def finish(self, model: SASRec) -> dict[str, object]:
+        digests: list[Any] = [None] * self.world_size
+        dist.all_gather_object(digests, weights_digest(model))
+        if len(set(digests)) != 1:
+            raise RuntimeError(f"Ranks ended with different weights (hashes {digests})")
+        return {"rank_weight_digests": digests}
+
+
+def weights_digest(model: nn.Module) -> str:
+    """Hash of every parameter and buffer, bit for bit."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()[:16]
+
+
+def launched_by_torchrun() -> bool:
+    return all(name in os.environ for name in TORCHRUN_ENV)
+
+
+@contextmanager
+def process_group(device_preference: str = "auto") -> Iterator[torch.device]:
+    """Join the torchrun launch (NCCL on CUDA, gloo on CPU); yield this rank's device."""
+    if not launched_by_torchrun():
+        missing = [name for name in TORCHRUN_ENV if name not in os.environ]
+        raise ValueError(
+            f"Not started by torchrun ({', '.join(missing)} unset): launch with "
+            "`torchrun --standalone --nproc_per_node=N -m recengine.distributed`"
+        )
+    device = rank_device(device_preference, int(os.environ["LOCAL_RANK"]))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield device
+    finally:
+        dist.destroy_process_group()
+
+
+def train_sasrec_distributed(
+    sequences: Mapping[int, Sequence[int]],
+    catalog_ids: Sequence[int],
+    *,
+    device: torch.device,
+    catalog_fingerprint: str = "",
+    item_tokens: Mapping[int, Sequence[str]] | None = None,
+    model_config: Mapping[str, object] | None = None,
+    train_config: TrainConfig | None = None,
+    progress: ProgressCallback | None = None,
+    snapshot_path: Path | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """``train_sasrec`` for one rank of a process group; every rank calls it with the same data.
+
+    Every rank returns the same result (weights, history, metrics). ``progress`` is called on
+    rank 0 only, and only rank 0 writes the snapshot.
+    """
+    cfg = train_config or TrainConfig()
+    data = prepare_data(sequences, catalog_ids, item_tokens=item_tokens, model_config=model_config)
+    team = DDPTeam(device)
+    identities: list[Any] = [None] * team.world_size
+    dist.all_gather_object(identities, data.identity)
+    if len(set(identities)) != 1:
+        raise ValueError(f"The ranks read different data (fingerprints {identities})")
+    return fit(
+        data,
+        cfg,
+        device,
+        team=team,
+        catalog_fingerprint=catalog_fingerprint,
+        progress=progress,
+        snapshot_path=snapshot_path,
+        resume=resume,
+    )
+
+
+# ---- the torchrun entry --------------------------------------------------------------------
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="torchrun --standalone --nproc_per_node=N -m recengine.distributed",
+        description="Train the dataset's SASRec on N processes (one per GPU, or CPU workers).",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="SASRec 'user item' file to train on instead of the database's dataset",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="checkpoint folder (default: the app's, for the database's dataset)",
+    )
+    parser.add_argument(
+        "--model-config",
+        type=_json_object,
+        default=None,
+        help='SASRec settings as JSON, e.g. \'{"d_model": 64, "max_len": 200}\'',
+    )
+    parser.add_argument(
+        "--train-config",
+        type=_json_object,
+        default={},
+        help='TrainConfig fields as JSON, e.g. \'{"max_epochs": 100, "batch_size": 256}\'',
+    )
+    parser.add_argument("--snapshot", type=Path, default=None, help="snapshot file to write")
+    parser.add_argument("--resume", action="store_true", help="continue from --snapshot")
+    return parser
+
+
+def _train_config(overrides: dict[str, Any], seed: int, device: str) -> TrainConfig:
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(overrides.keys() - known)
+    if unknown:
+        raise ValueError(f"Unknown TrainConfig fields {unknown}; known: {sorted(known)}")
+    return TrainConfig(**{"seed": seed, "device": device, **overrides})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Imported here: the service pulls in the database layer, which the library part above
+    # does not need.
+    from recengine.checkpoint import save_checkpoint
+    from recengine.service import DEFAULT_MODEL_CONFIG, RecService, catalog_fingerprint
+    from recengine.settings import Settings
+    from recengine.training_data import from_database, from_sasrec_file
+
+    args = _parser().parse_args(argv)
+    try:
+        if args.resume and args.snapshot is None:
+            raise ValueError("--resume needs --snapshot")
+        if args.data is not None and args.out is None:
+            raise ValueError("--data needs --out (where to save the checkpoint)")
+        settings = Settings.from_env()
+        cfg = _train_config(args.train_config, settings.seed, settings.device)
+        pick_device(cfg.device)  # a clear error before any process group exists
+        with process_group(cfg.device) as device:
+            leader = dist.get_rank() == 0
+            service = None
+            if args.data is not None:
+                data = from_sasrec_file(args.data)
+            else:
+                service = RecService(settings)
+                if leader:  # one process creates/migrates the database, the others wait
+                    service.ensure_database()
+                dist.barrier(device_ids=[device.index] if device.type == "cuda" else None)
+                items = list(service.items.values())
+                data = from_database(
+                    service.engine,
+                    service.dataset.id,
+                    service.dataset.name,
+                    items,
+                    catalog_fingerprint(items),
+                )
+            model_config = args.model_config
+            if model_config is None:
+                model_config = DEFAULT_MODEL_CONFIG if service is not None else {}
+            progress = (lambda p: print(p.describe(), flush=True)) if leader else None
+            result = train_sasrec_distributed(
+                data.sequences,
+                data.catalog_ids,
+                device=device,
+                catalog_fingerprint=data.catalog_fingerprint,
+                item_tokens=data.item_tokens,
+                model_config=model_config,
+                train_config=cfg,
+                progress=progress,
+                snapshot_path=args.snapshot,
+                resume=args.resume,
+            )
+            if leader:
+                out = args.out or service.checkpoint_path  # type: ignore[union-attr]
+                save_checkpoint(out, result.model, result.card)
+                if service is not None:
+                    _record_run(service, result, cfg, out)
+                sasrec = result.card.metrics["sasrec"]["test"]
+                print(
+                    f"Trained on {dist.get_world_size()} processes in "
+                    f"{result.card.training['train_seconds']} s "
+                    f"({result.card.training['epochs_run']} epochs); test HR@10 "
+                    f"{sasrec['hr@10']:.4f}, NDCG@10 {sasrec['ndcg@10']:.4f}; saved to {out}",
+                    flush=True,
+                )
+            if service is not None:
+                service.engine.dispose()
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _record_run(service: Any, result: TrainResult, cfg: TrainConfig, out: Path) -> None:
+    training = result.card.training
+    service.repo.add_model_run(
+        service.dataset.id,
+        "sasrec",
+        config={"model": result.card.model_config, "train": asdict(cfg)},
+        data_fingerprint=result.card.data_fingerprint,
+        metrics=result.card.metrics,
+        checkpoint_path=str(out),
+        timings={
+            "train_seconds": training["train_seconds"],
+            "epochs_run": training["epochs_run"],
+            "device": training["device"],
+            "world_size": training["world_size"],
+        },
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

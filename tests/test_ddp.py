@@ -1,0 +1,179 @@
+"""DistributedDataParallel training: two real CPU processes (torchrun, gloo) against one.
+
+The two-process run goes through the real entry (``torchrun -m recengine.distributed``) on a
+database holding the tiny test world, and is compared with ``train_sasrec`` in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from db.engine import create_schema
+from recengine import distributed
+from recengine.checkpoint import load_checkpoint
+from recengine.distributed import TORCHRUN_ENV, DDPTeam, main, process_group
+from recengine.service import RecService, catalog_fingerprint
+from recengine.train import TrainConfig, train_sasrec
+from recengine.training_data import from_database
+from tests.conftest import TEST_WORLD, tiny_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+# Dropout off: then the two runs do the same arithmetic in another summation order (per-rank
+# partial sums, then the all-reduce), so they may differ only by float rounding. With dropout
+# on, each rank draws its own masks and the runs would differ by training noise instead.
+MODEL = {"d_model": 16, "max_len": 20, "n_layers": 1, "n_heads": 2, "dropout": 0.0}
+TRAIN = {"max_epochs": 6, "batch_size": 64, "eval_every": 2, "patience": 10, "time_budget_s": 1e6}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_team(rank: int, world_size: int) -> DDPTeam:
+    team = object.__new__(DDPTeam)  # the sharding needs no process group
+    team.rank, team.world_size = rank, world_size
+    return team
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+@pytest.mark.parametrize("batch_rows", [1, 2, 7, 64])
+def test_shards_cover_the_batch_once_and_weight_the_loss_to_its_mean(
+    world_size: int, batch_rows: int
+) -> None:
+    """What makes DDP's averaged gradient the single-process one: the weighted per-rank mean
+    losses average to the batch's mean loss over all target positions, for any row split."""
+    gen = torch.Generator().manual_seed(batch_rows)
+    n_windows, width = 100, 12
+    lengths = torch.randint(1, width + 1, (n_windows,), generator=gen)
+    positions = torch.arange(width)
+    targets = torch.where(positions >= width - lengths[:, None], 5, 0)  # left-padded targets
+    per_position = torch.rand(n_windows, width, generator=gen, dtype=torch.float64)
+    idx = torch.randperm(n_windows, generator=gen)[:batch_rows]
+
+    def mean_loss(rows: torch.Tensor) -> torch.Tensor:
+        return per_position[rows][targets[rows] != 0].mean()
+
+    shards = [make_team(r, world_size).shard(idx, targets) for r in range(world_size)]
+    real = [rows for rows, weight in shards if weight > 0]
+    assert sorted(torch.cat(real).tolist()) == sorted(idx.tolist())  # every row exactly once
+    averaged = sum(weight * mean_loss(rows) for rows, weight in shards) / world_size
+    torch.testing.assert_close(averaged, mean_loss(idx), rtol=1e-12, atol=0.0)
+
+
+def test_entry_says_how_to_launch_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in TORCHRUN_ENV:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValueError, match="torchrun --standalone --nproc_per_node"), process_group():
+        pass
+    assert main(["--train-config", '{"max_epochs": 1}']) == 2
+    assert "launch with `torchrun" in capsys.readouterr().err
+    assert main(["--train-config", '{"epochs": 1}']) == 2
+    assert "Unknown TrainConfig fields ['epochs']" in capsys.readouterr().err
+
+
+@pytest.fixture
+def tiny_state(tmp_path: Path) -> Path:
+    from db.synthetic import seed_database
+
+    service = RecService(tiny_settings(tmp_path))
+    create_schema(service.engine)
+    seed_database(service.engine, TEST_WORLD)
+    service.engine.dispose()
+    return tmp_path
+
+
+def test_two_cpu_processes_match_one(tiny_state: Path) -> None:
+    snapshot = tiny_state / "ddp-snapshot.pt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECDEMO_")}
+    env.update(
+        RECDEMO_STATE_DIR=str(tiny_state),
+        RECDEMO_WORLD_SIZE="tiny",
+        RECDEMO_SEED="7",
+        RECDEMO_DEVICE="cpu",
+        OMP_NUM_THREADS="1",  # two processes on a small machine: no thread oversubscription
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",  # rendezvous on a free localhost port
+        "--nproc_per_node=2",
+        "-m",
+        "recengine.distributed",
+        "--model-config",
+        json.dumps(MODEL),
+        "--train-config",
+        json.dumps(TRAIN),
+        "--snapshot",
+        str(snapshot),
+    ]
+    run = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert run.stdout.count("epoch 6/6") == 1  # progress is printed by rank 0 only
+
+    # The same training in this process.
+    service = RecService(tiny_settings(tiny_state))
+    items = list(service.items.values())
+    data = from_database(
+        service.engine, service.dataset.id, service.dataset.name, items, catalog_fingerprint(items)
+    )
+    config = TrainConfig(**TRAIN, seed=7, device="cpu")  # type: ignore[arg-type]
+    single = train_sasrec(
+        data.sequences,
+        data.catalog_ids,
+        item_tokens=data.item_tokens,
+        model_config=MODEL,
+        train_config=config,
+    )
+
+    # Rank 0 saved the checkpoint where the app looks, and recorded the run.
+    ddp = load_checkpoint(service.checkpoint_path)
+    training = ddp.card.training
+    assert training["world_size"] == 2 and training["epochs_run"] == 6
+    digests = training["rank_weight_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1]  # both ranks ended bit-identical
+    assert digests[0] == distributed.weights_digest(ddp.model)  # ... and that is what was saved
+    runs = service.repo.model_runs(service.dataset.id)
+    assert len(runs) == 1 and runs[0].timings["world_size"] == 2
+
+    # Rounding-only differences: weights within 1e-3 (6 epochs measured ~4e-5), validation
+    # and test NDCG@10 within 0.01 (one of the 200 cases moving a rank or two).
+    for name, tensor in single.model.state_dict().items():
+        torch.testing.assert_close(ddp.model.state_dict()[name], tensor, rtol=0, atol=1e-3)
+    for split in ("valid", "test"):
+        ddp_ndcg = ddp.card.metrics["sasrec"][split]["ndcg@10"]
+        assert ddp_ndcg == pytest.approx(single.card.metrics["sasrec"][split]["ndcg@10"], abs=0.01)
+    assert training["best_epoch"] == single.card.training["best_epoch"]
+
+    # Rank 0 wrote the snapshot, with both ranks' RNG states; one process may not resume it.
+    saved = torch.load(snapshot, weights_only=True)
+    assert saved["epoch"] == 6 and saved["identity"]["world_size"] == 2
+    assert len(saved["rng_states"]) == 2
+    assert not torch.equal(saved["rng_states"][0]["cpu"], saved["rng_states"][1]["cpu"])
+    with pytest.raises(ValueError, match="comes from 2 process"):
+        train_sasrec(
+            data.sequences,
+            data.catalog_ids,
+            item_tokens=data.item_tokens,
+            model_config=MODEL,
+            train_config=config,
+            snapshot_path=snapshot,
+            resume=True,
+        )
+    service.engine.dispose()

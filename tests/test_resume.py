@@ -1,0 +1,163 @@
+"""Resumable training: an interrupted run continues bit for bit; other runs' snapshots are
+refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from db.synthetic import generate_world
+from recengine.snapshot import TRAJECTORY_FIELDS
+from recengine.train import TrainConfig, TrainProgress, TrainResult, train_sasrec
+from tests.conftest import TEST_WORLD
+
+# Small enough that one run takes about a second on one core; dropout on, so the test also
+# shows that each process's RNG (dropout masks) is saved and restored, not just the weights.
+MODEL = {"d_model": 16, "max_len": 20, "n_layers": 1, "n_heads": 2, "dropout": 0.3}
+TRAIN = TrainConfig(
+    max_epochs=6, batch_size=64, eval_every=2, patience=10, time_budget_s=1e6, seed=3, device="cpu"
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny models train several times faster on one thread, above all on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[dict[int, list[int]], list[int]]:
+    world = generate_world(TEST_WORLD)
+    return world.user_sequences(), [item["id"] for item in world.items]
+
+
+def train(
+    data: tuple[dict[int, list[int]], list[int]], **kwargs: object
+) -> tuple[TrainResult, list[TrainProgress]]:
+    sequences, items = data
+    reported: list[TrainProgress] = []
+    kwargs.setdefault("train_config", TRAIN)
+    kwargs.setdefault("model_config", MODEL)
+    result = train_sasrec(sequences, items, progress=reported.append, **kwargs)  # type: ignore[arg-type]
+    return result, reported
+
+
+def trajectory(history: list[TrainProgress]) -> list[tuple[object, ...]]:
+    """Everything a progress report says but the wall-clock time."""
+    return [(h.epoch, h.loss, h.valid_ndcg, h.best_valid_ndcg) for h in history]
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for name in sa:
+        assert torch.equal(sa[name], sb[name]), name
+
+
+def test_interrupted_run_resumes_to_the_same_weights_and_metrics(
+    data: tuple[dict[int, list[int]], list[int]], tmp_path: Path
+) -> None:
+    straight, _ = train(data, snapshot_path=tmp_path / "straight.pt")
+
+    snapshot = tmp_path / "interrupted.pt"
+    # resume=True with no snapshot yet starts from scratch; stopping at epoch 4 (an
+    # evaluation epoch of the straight run too) leaves a snapshot of epoch 4.
+    first, first_reports = train(
+        data, train_config=replace(TRAIN, max_epochs=4), snapshot_path=snapshot, resume=True
+    )
+    assert [r.epoch for r in first_reports] == [1, 2, 3, 4]
+    assert first.card.training["resumed_from_epoch"] is None
+    # A fresh process: the global RNG moved on meanwhile, the resume must not depend on it.
+    torch.manual_seed(12345)
+    resumed, resumed_reports = train(data, snapshot_path=snapshot, resume=True)
+
+    assert [r.epoch for r in resumed_reports] == [5, 6]  # only the new epochs are reported
+    assert resumed.card.training["resumed_from_epoch"] == 4
+    assert trajectory(resumed.history) == trajectory(straight.history)
+    assert_same_weights(resumed.model, straight.model)
+    assert resumed.card.metrics == straight.card.metrics
+    assert resumed.card.training["best_epoch"] == straight.card.training["best_epoch"]
+    assert resumed.card.training["epochs_run"] == 6
+    # The history really moved between the two halves (the comparison above is not vacuous).
+    assert straight.history[5].loss < straight.history[0].loss
+
+    # Resuming a run that already reached max_epochs trains no further and ends the same.
+    again, again_reports = train(data, snapshot_path=snapshot, resume=True)
+    assert again_reports == []
+    assert_same_weights(again.model, straight.model)
+
+
+def test_history_elapsed_time_is_carried_over(
+    data: tuple[dict[int, list[int]], list[int]], tmp_path: Path
+) -> None:
+    snapshot = tmp_path / "snap.pt"
+    first, _ = train(data, train_config=replace(TRAIN, max_epochs=2), snapshot_path=snapshot)
+    resumed, _ = train(
+        data, train_config=replace(TRAIN, max_epochs=4), snapshot_path=snapshot, resume=True
+    )
+    elapsed = [h.elapsed_s for h in resumed.history]
+    assert elapsed[:2] == [h.elapsed_s for h in first.history]
+    assert elapsed == sorted(elapsed)  # the clock continues from the snapshot's elapsed time
+    assert resumed.card.training["train_seconds"] >= elapsed[1]
+
+
+def test_snapshot_of_another_run_is_refused(
+    data: tuple[dict[int, list[int]], list[int]], tmp_path: Path
+) -> None:
+    snapshot = tmp_path / "snap.pt"
+    train(data, train_config=replace(TRAIN, max_epochs=2), snapshot_path=snapshot)
+    sequences, items = data
+
+    one_less = dict(sequences)
+    user = next(iter(one_less))
+    one_less[user] = one_less[user][:-1]
+    with pytest.raises(ValueError, match="made from other data"):
+        train((one_less, items), snapshot_path=snapshot, resume=True)
+    with pytest.raises(ValueError, match=r"another model config \(d_model: snapshot 16, now 32"):
+        train(data, model_config={**MODEL, "d_model": 32}, snapshot_path=snapshot, resume=True)
+    for name in TRAJECTORY_FIELDS:
+        changed = {"mixed_precision": False, "length_buckets": False}.get(name)
+        if changed is None:
+            changed = getattr(TRAIN, name) * 2
+        with pytest.raises(ValueError, match=f"other training settings \\({name}: snapshot"):
+            train(
+                data,
+                train_config=replace(TRAIN, **{name: changed}),
+                snapshot_path=snapshot,
+                resume=True,
+            )
+    # Without resume the old snapshot is simply replaced by the new run's.
+    train(
+        data,
+        train_config=replace(TRAIN, max_epochs=2, lr=TRAIN.lr * 2),
+        snapshot_path=snapshot,
+    )
+    replaced, _ = train(
+        data,
+        train_config=replace(TRAIN, max_epochs=2, lr=TRAIN.lr * 2),
+        snapshot_path=snapshot,
+        resume=True,
+    )
+    assert replaced.card.training["resumed_from_epoch"] == 2
+
+
+def test_unreadable_or_missing_snapshot_arguments(
+    data: tuple[dict[int, list[int]], list[int]], tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="needs a snapshot_path"):
+        train(data, resume=True)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a snapshot")
+    with pytest.raises(ValueError, match="unreadable"):
+        train(data, snapshot_path=garbage, resume=True)
+    other = tmp_path / "other.pt"
+    torch.save({"format": 99}, other)
+    with pytest.raises(ValueError, match="format 99"):
+        train(data, snapshot_path=other, resume=True)
