@@ -2,6 +2,12 @@
 
 Loading never returns a half-broken model: a missing, unreadable or incompatible checkpoint
 raises :class:`CheckpointError` with a message the app can show next to its fallback picks.
+Incompatible means: a card of another ``format_version`` (checked before anything else is read,
+so a newer card with fields this code does not know still gets that message), a model kind this
+code cannot build, or, when the caller says what it expects, another dataset or catalog.
+
+The card's ``data_fingerprint`` is informational only: every click adds an event and changes it,
+so a model trained a minute ago on the same dataset must still load.
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ import torch
 
 from recengine.data import ItemVocab
 from recengine.models.sasrec import SASRec, SASRecConfig
+from recengine.models.tisasrec import TiSASRec, TiSASRecConfig
 
+# Bump when a card or weights written by this code can no longer be read by the previous code
+# (or the other way round). Optional new card fields with defaults do not need a bump.
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.pt"
 CARD_FILE = "model.json"
@@ -40,9 +49,18 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    # Name of the dataset the model was trained on ("" when not recorded: older cards).
+    dataset: str = ""
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=2, sort_keys=True)
+
+
+# Model kinds a checkpoint can hold: card.model -> (module class, config class).
+MODEL_CLASSES: dict[str, tuple[type[SASRec], type[SASRecConfig]]] = {
+    "sasrec": (SASRec, SASRecConfig),
+    "tisasrec": (TiSASRec, TiSASRecConfig),
+}
 
 
 @dataclass
@@ -83,29 +101,76 @@ def read_card(directory: Path) -> ModelCard:
         raise CheckpointError(f"No model checkpoint at {card_path}")
     try:
         raw = json.loads(card_path.read_text())
-        card = ModelCard(**raw)
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError) as exc:
         raise CheckpointError(f"Model card {card_path} is unreadable: {exc}") from exc
-    if card.format_version != FORMAT_VERSION or card.model != "sasrec":
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"Model card {card_path} is unreadable: not a JSON object")
+    version = raw.get("format_version")
+    if version != FORMAT_VERSION:
         raise CheckpointError(
-            f"Model card {card_path} is for {card.model!r} format {card.format_version}; "
-            f"this app reads 'sasrec' format {FORMAT_VERSION}"
+            f"Model card {card_path} has format version {version}; this code reads format "
+            f"version {FORMAT_VERSION}. Retrain the model."
+        )
+    try:
+        card = ModelCard(**raw)
+    except TypeError as exc:
+        raise CheckpointError(f"Model card {card_path} is unreadable: {exc}") from exc
+    if card.model not in MODEL_CLASSES:
+        raise CheckpointError(
+            f"Model card {card_path} is for model {card.model!r}; this code reads "
+            f"{', '.join(repr(m) for m in MODEL_CLASSES)}"
         )
     return card
 
 
-def load_checkpoint(directory: Path, device: torch.device | str = "cpu") -> LoadedModel:
+def check_card(
+    card: ModelCard,
+    card_path: Path,
+    *,
+    dataset: str | None = None,
+    catalog_fingerprint: str | None = None,
+) -> None:
+    """Refuse a card trained on another dataset or catalog than the caller expects.
+
+    A card without a dataset name (written before the field existed) is judged by its catalog
+    fingerprint alone.
+    """
+    if dataset is not None and card.dataset and card.dataset != dataset:
+        raise CheckpointError(
+            f"The checkpoint at {card_path} was trained on dataset {card.dataset!r}, "
+            f"not {dataset!r}; retrain it"
+        )
+    if catalog_fingerprint is not None and card.catalog_fingerprint != catalog_fingerprint:
+        raise CheckpointError(
+            f"The checkpoint at {card_path} was trained on another catalog (fingerprint "
+            f"{card.catalog_fingerprint!r}, this data has {catalog_fingerprint!r}); retrain it"
+        )
+
+
+def load_checkpoint(
+    directory: Path,
+    device: torch.device | str = "cpu",
+    *,
+    dataset: str | None = None,
+    catalog_fingerprint: str | None = None,
+) -> LoadedModel:
+    """Load weights and card; with ``dataset`` / ``catalog_fingerprint``, refuse a checkpoint
+    trained on other data (see :func:`check_card`) before reading any weights."""
     card = read_card(directory)
+    check_card(
+        card, directory / CARD_FILE, dataset=dataset, catalog_fingerprint=catalog_fingerprint
+    )
     weights_path = directory / WEIGHTS_FILE
     if not weights_path.is_file():
         raise CheckpointError(f"Model weights missing: {weights_path}")
+    module_class, config_class = MODEL_CLASSES[card.model]
     try:
-        config = SASRecConfig(**card.model_config)
+        config = config_class(**card.model_config)
         if config.n_items != len(card.item_ids):
             raise ValueError(
                 f"config says {config.n_items} items, vocabulary has {len(card.item_ids)}"
             )
-        model = SASRec(config)
+        model = module_class(config)
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except Exception as exc:

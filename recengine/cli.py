@@ -3,7 +3,11 @@
     bootstrap [--retrain]     migrate the database, make the synthetic world if missing, train
                               the dataset's model if no usable checkpoint exists (make run)
     status                    database, dataset and model state as JSON
-    train                     (re)train the dataset's model now
+    train                     (re)train the dataset's model (the app's SASRec) now
+    train --model NAME [--dataset NAME | --data-file PATH] [--max-epochs N]
+          [--time-budget-s S] [--seed N] [--resume] [--runs-json PATH] [--set KEY=VALUE]
+                              train and evaluate any model of the zoo; the run is recorded in
+                              model_runs (a database dataset) or as a JSON line (a data file)
     db upgrade                migrate the schema to the newest revision
     db seed [--size S] [--seed N] [--name NAME]
                               write a synthetic world as a new dataset
@@ -22,21 +26,30 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
 from db.engine import create_schema, describe_location, make_engine
-from db.errors import DataError
+from db.errors import DataError, UnknownIdError
 from db.importers import FORMATS, import_movielens
 from db.migrate import current_revision
 from db.repository import Repository
-from recengine.service import RecService
+from recengine.checkpoint import checkpoint_dir
+from recengine.experiment import RunOutcome, run_model
+from recengine.service import RecService, catalog_fingerprint
 from recengine.settings import Settings
-from recengine.train import TrainProgress
+from recengine.train import TrainConfig, TrainProgress
+from recengine.training_data import TrainingData, from_database, from_sasrec_file
+from recengine.zoo import ZooEntry, get_model, model_names
+
+RUNS_JSON_FILE = "model_runs.jsonl"
 
 
-def _train_with_bar(service: RecService) -> None:
+def _train_with_bar(service: RecService, train_config: TrainConfig | None = None) -> None:
     with tqdm(
         total=100,
         desc="Training SASRec",
@@ -48,7 +61,7 @@ def _train_with_bar(service: RecService) -> None:
             bar.n = round(p.fraction * 100)
             bar.set_postfix_str(p.describe())
 
-        result = service.train_model(progress=progress)
+        result = service.train_model(progress=progress, train_config=train_config)
         bar.n = 100
         bar.refresh()
     metrics = result.card.metrics
@@ -94,6 +107,230 @@ def cmd_status(service: RecService) -> None:
             indent=2,
         )
     )
+
+
+# ---- train --model: any model of the zoo ----------------------------------------------------
+
+
+def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; a value is read as JSON (numbers, true, null, lists) else as text."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+def open_dataset(settings: Settings, name: str) -> RecService:
+    """The service of a database dataset; an unknown name lists the datasets there are."""
+    service = RecService(settings.with_(dataset=name))
+    try:
+        service.ensure_database()
+    except UnknownIdError:
+        names = [d.name for d in service.repo.datasets()]
+        service.engine.dispose()
+        raise UnknownIdError(
+            f"Unknown dataset {name!r} in {service.database_location}; choose one of: "
+            f"{', '.join(names) or '(none yet)'}"
+        ) from None
+    return service
+
+
+def metric_table(outcome: RunOutcome) -> str:
+    """Validation and test metrics side by side, with popularity on the test set."""
+    m = outcome.metrics
+    rows: list[tuple[str, Any, Any, Any]] = []
+    for k in (5, 10, 20):
+        for name in ("hr", "ndcg", "mrr"):
+            key = f"{name}@{k}"
+            rows.append((key, m["valid"][key], m["test"][key], m["popularity_test"][key]))
+    for key in ("coverage@20", "long_tail_share@20", "mean_popularity@20"):
+        rows.append((key, m["valid"][key], m["test"][key], m["popularity_test"][key]))
+    rows.append(
+        ("cases", m["valid"]["n_cases"], m["test"]["n_cases"], m["popularity_test"]["n_cases"])
+    )
+    if "rating" in m:
+        for key in ("rmse", "mae"):
+            rows.append((key, m["rating"]["valid"][key], m["rating"]["test"][key], None))
+
+    def cell(key: str, value: Any) -> str:
+        if value is None:
+            return f"{'-':>11}"
+        return f"{int(value):>11d}" if key == "cases" else f"{value:>11.4f}"
+
+    lines = [f"{'metric':<20}{'valid':>11}{'test':>11}{'popularity':>11}"]
+    lines += [f"{key:<20}{cell(key, v)}{cell(key, t)}{cell(key, p)}" for key, v, t, p in rows]
+    return "\n".join(lines)
+
+
+def run_record(outcome: RunOutcome, data: TrainingData, data_file: Path | None) -> dict[str, Any]:
+    """One run as the JSON line of ``--runs-json`` (the columns of model_runs, and more)."""
+    return {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model_kind": outcome.model,
+        "dataset": data.name,
+        "data_file": str(data_file) if data_file else None,
+        "config": outcome.config,
+        "data_fingerprint": outcome.data_fingerprint,
+        "metrics": outcome.metrics,
+        "checkpoint_path": outcome.checkpoint_path,
+        "timings": outcome.timings,
+        "n_users": outcome.n_users,
+        "n_items": outcome.n_items,
+        "n_events": outcome.n_events,
+    }
+
+
+def append_json_line(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as out:
+        out.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def _fit_with_bar(
+    entry: ZooEntry, data: TrainingData, config: dict, model_dir: Path | None, resume: bool
+) -> RunOutcome:
+    with tqdm(
+        total=100,
+        desc=f"Training {entry.name}",
+        unit="%",
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
+    ) as bar:
+
+        def progress(fraction: float, text: str) -> None:
+            bar.n = round(fraction * 100)
+            bar.set_postfix_str(text)
+
+        outcome = run_model(
+            entry, data, config, progress=progress, checkpoint_dir=model_dir, resume=resume
+        )
+        bar.n = 100
+        bar.refresh()
+    return outcome
+
+
+def _file_stem(path: Path) -> str:
+    return path.name.split(".")[0] or "data"
+
+
+def cmd_train_model(settings: Settings, args: argparse.Namespace) -> None:
+    entry = get_model(args.model)
+    # The settings' device and seed (RECDEMO_DEVICE, RECDEMO_SEED) unless the command line says.
+    implied: dict[str, Any] = {}
+    if entry.kind == "attention":
+        implied["train.device"] = settings.device
+    if args.seed is None and entry.seed_field is not None:
+        implied[".".join(entry.seed_field)] = settings.seed
+    overrides = {**implied, **parse_settings(args.set or [])}
+    config, notes = entry.configure(
+        max_epochs=args.max_epochs,
+        time_budget_s=args.time_budget_s,
+        seed=args.seed,
+        overrides=overrides,
+    )
+    service: RecService | None = None
+    data_file = Path(args.data_file) if args.data_file else None
+    try:
+        if data_file is not None:
+            data = from_sasrec_file(data_file)
+            models = settings.model_dir / f"file-{_file_stem(data_file)}"
+        else:
+            service = open_dataset(settings, args.dataset or settings.dataset)
+            items = list(service.items.values())
+            data = from_database(
+                service.engine,
+                service.dataset.id,
+                service.dataset.name,
+                items,
+                catalog_fingerprint(items),
+            )
+            models = settings.model_dir / service.dataset.name
+        model_dir = checkpoint_dir(models, f"{entry.name}-default")
+        print(
+            f"Training {entry.name} ({entry.summary}) on {data.name}: {len(data.sequences)} "
+            f"users, {len(data.catalog_ids)} items, {data.n_events} events"
+        )
+        for note in notes:
+            print(f"note: {note}")
+        outcome = _fit_with_bar(
+            entry, data, config, model_dir if entry.kind == "attention" else None, args.resume
+        )
+        print(metric_table(outcome))
+        epochs = outcome.timings.get("epochs_run")
+        print(
+            f"Trained in {outcome.timings.get('train_seconds')} s"
+            + (f" ({epochs} epochs, best {outcome.timings.get('best_epoch')})" if epochs else "")
+            + f", evaluated in {outcome.timings['eval_seconds']} s"
+        )
+        if outcome.checkpoint_path:
+            print(f"Checkpoint: {outcome.checkpoint_path}")
+        record = run_record(outcome, data, data_file)
+        if service is not None:
+            run_id = service.repo.add_model_run(
+                service.dataset.id,
+                outcome.model,
+                config=record["config"],
+                data_fingerprint=outcome.data_fingerprint,
+                metrics=outcome.metrics,
+                checkpoint_path=outcome.checkpoint_path,
+                timings=outcome.timings,
+            )
+            print(f"Recorded as model run {run_id} in {service.database_location}")
+        if service is None or args.runs_json:
+            path = Path(args.runs_json) if args.runs_json else settings.state_dir / RUNS_JSON_FILE
+            append_json_line(path, record)
+            print(f"Appended the run to {path}")
+    finally:
+        if service is not None:
+            service.engine.dispose()
+
+
+def _check_train_args(args: argparse.Namespace) -> None:
+    if args.model is None:
+        given = [
+            flag
+            for flag, value in (
+                ("--data-file", args.data_file),
+                ("--resume", args.resume),
+                ("--runs-json", args.runs_json),
+                ("--set", args.set),
+            )
+            if value
+        ]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} needs --model (one of: {', '.join(model_names())})"
+            )
+    if args.max_epochs is not None and args.max_epochs < 1:
+        raise ValueError(f"--max-epochs must be at least 1, got {args.max_epochs}")
+    if args.time_budget_s is not None and not args.time_budget_s > 0:
+        raise ValueError(f"--time-budget-s must be positive, got {args.time_budget_s}")
+
+
+def cmd_train_app_model(settings: Settings, args: argparse.Namespace) -> None:
+    """No --model: the app's SASRec into the app's checkpoint (what ``make run`` trains)."""
+    if args.dataset:
+        settings = settings.with_(dataset=args.dataset)
+    service = open_dataset(settings, settings.dataset)
+    config = None
+    if args.max_epochs or args.time_budget_s or args.seed is not None:
+        config = TrainConfig(seed=settings.seed, device=settings.device)
+        changes = {
+            "max_epochs": args.max_epochs,
+            "time_budget_s": args.time_budget_s,
+            "seed": args.seed,
+        }
+        config = replace(config, **{k: v for k, v in changes.items() if v is not None})
+    try:
+        _train_with_bar(service, config)
+    finally:
+        service.engine.dispose()
 
 
 def cmd_db(settings: Settings, args: argparse.Namespace) -> None:
@@ -156,7 +393,43 @@ def _parser() -> argparse.ArgumentParser:
     boot = sub.add_parser("bootstrap", help="migrate, make the world if missing, train if needed")
     boot.add_argument("--retrain", action="store_true", help="train even if a model exists")
     sub.add_parser("status", help="database, dataset and model state")
-    sub.add_parser("train", help="train the dataset's model now")
+    train = sub.add_parser(
+        "train",
+        help="train the dataset's model now, or any model of the zoo (--model)",
+        description=(
+            "Without --model: retrain the app's SASRec on the dataset into the app's checkpoint. "
+            "With --model: train and evaluate that model (leave-one-out, full ranking, "
+            "validation and test), print the metrics and record the run in model_runs, or, "
+            "with --data-file, as a JSON line in --runs-json."
+        ),
+    )
+    train.add_argument("--model", default=None, help=f"one of: {', '.join(model_names())}")
+    source = train.add_mutually_exclusive_group()
+    source.add_argument(
+        "--dataset", default=None, help="database dataset (default RECDEMO_DATASET)"
+    )
+    source.add_argument(
+        "--data-file", default=None, help="SASRec-format 'user item' file (.txt or .txt.gz)"
+    )
+    train.add_argument("--max-epochs", type=int, default=None, help="most epochs (iterations)")
+    train.add_argument("--time-budget-s", type=float, default=None, help="wall-clock cap, seconds")
+    train.add_argument("--seed", type=int, default=None, help="training seed")
+    train.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run from its snapshot"
+    )
+    train.add_argument(
+        "--runs-json",
+        default=None,
+        help=f"append the run as a JSON line here (default with --data-file: "
+        f"$RECDEMO_STATE_DIR/{RUNS_JSON_FILE})",
+    )
+    train.add_argument(
+        "--set",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set d_model=32 (repeatable)",
+    )
 
     db = sub.add_parser("db", help="schema, synthetic worlds, imports")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -187,15 +460,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.name = f"synthetic-{args.size}-{args.seed}"
             cmd_db(settings, args)
             return 0
+        if args.command == "train":
+            _check_train_args(args)
+            if args.model is None:
+                cmd_train_app_model(settings, args)
+            else:
+                cmd_train_model(settings, args)
+            return 0
         service = RecService(settings)
         if args.command == "bootstrap":
             cmd_bootstrap(service, args.retrain)
         elif args.command == "status":
             cmd_status(service)
-        elif args.command == "train":
-            service.ensure_database()
-            _train_with_bar(service)
     except (DataError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted (a `train --model sasrec` run continues with --resume)", file=sys.stderr)
+        return 130
     return 0

@@ -54,7 +54,6 @@ Item id 0 is padding; real items are 1..n_items.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import time
 from collections.abc import Sequence
@@ -66,6 +65,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recengine.data import NextItemCase, pad_batch, training_windows
+from recengine.early_stopping import EarlyStopping, EpochCallback
 from recengine.evaluate import evaluate_cases
 from recengine.models.base import FitReport, Interactions
 
@@ -369,7 +369,13 @@ class DIN:
             raise RuntimeError(f"{self.name}: call fit() before score() or explain()")
         return self._fitted.net
 
-    def fit(self, data: Interactions, valid: Sequence[NextItemCase] | None = None) -> FitReport:
+    def fit(
+        self,
+        data: Interactions,
+        valid: Sequence[NextItemCase] | None = None,
+        *,
+        progress: EpochCallback | None = None,
+    ) -> FitReport:
         """Train on ``data.sequences``; with ``valid`` cases (model-index space), early-stop on
         full-ranking validation NDCG@10 and keep the best epoch's weights."""
         cfg, tc = self.config, self.train_config
@@ -386,9 +392,14 @@ class DIN:
             net.init_item_bias(targets)
             self._fitted = _Fitted(net)
             optimizer = torch.optim.Adam(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-            best_ndcg, best_state, best_epoch, evals_since_best = -1.0, None, 0, 0
-            epoch = 0
-            for epoch in range(1, tc.epochs + 1):
+            stopper = EarlyStopping(
+                max_epochs=tc.epochs,
+                patience=tc.patience,
+                eval_every=tc.eval_every,
+                time_budget_s=tc.time_budget_s,
+                progress=progress,
+            )
+            for epoch in stopper.epochs():
                 net.train()
                 order = torch.randperm(len(inputs), generator=gen)
                 total, batches = 0.0, 0
@@ -409,25 +420,15 @@ class DIN:
                     total += loss.item()
                     batches += 1
                 record: dict[str, float] = {"epoch": epoch, "loss": total / max(batches, 1)}
-                out_of_time = (
-                    tc.time_budget_s is not None
-                    and time.perf_counter() - started > tc.time_budget_s
-                )
-                last = epoch == tc.epochs or out_of_time
-                if valid and (epoch % tc.eval_every == 0 or last):
+                ndcg = None
+                if valid and stopper.evaluate_now():
                     ndcg = evaluate_cases(self.score, valid, batch_size=64).ndcg
                     record["valid_ndcg@10"] = ndcg
-                    if ndcg > best_ndcg:
-                        best_ndcg, best_epoch, evals_since_best = ndcg, epoch, 0
-                        best_state = copy.deepcopy(net.state_dict())
-                    else:
-                        evals_since_best += 1
                 record["elapsed_s"] = time.perf_counter() - started
                 self._fitted.history.append(record)
-                if out_of_time or evals_since_best >= tc.patience:
-                    break
-        if best_state is not None:
-            net.load_state_dict(best_state)
+                stopper.end_epoch(record["loss"], ndcg, snapshot=net.state_dict)
+        if stopper.best_state is not None:
+            net.load_state_dict(stopper.best_state)
         net.eval()
         details: dict[str, Any] = {
             **cfg.to_dict(),
@@ -435,11 +436,14 @@ class DIN:
             "n_windows": len(inputs),
             "n_positions": int((targets != 0).sum()),
             "history": list(self._fitted.history),
+            "stop_reason": stopper.stop_reason,
         }
-        if best_state is not None:
-            details["best_epoch"] = best_epoch
-            details["best_valid_ndcg@10"] = best_ndcg
-        return FitReport(seconds=time.perf_counter() - started, epochs=epoch, details=details)
+        if stopper.best_state is not None:
+            details["best_epoch"] = stopper.best_epoch
+            details["best_valid_ndcg@10"] = stopper.best_metric
+        return FitReport(
+            seconds=time.perf_counter() - started, epochs=stopper.epoch, details=details
+        )
 
     def score(self, histories: list[list[int]]) -> torch.Tensor:
         net = self.net

@@ -28,7 +28,6 @@ get 0.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -39,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recengine.data import NextItemCase, training_windows
+from recengine.early_stopping import EarlyStopping, EpochCallback
 from recengine.evaluate import evaluate_cases
 from recengine.models.base import FitReport, Interactions
 
@@ -55,6 +55,7 @@ class GRU4RecConfig:
     lr: float = 1e-3  # Adam
     patience: int = 3  # validation checks without a better NDCG@10 before stopping
     seed: int = 0
+    time_budget_s: float | None = None  # wall-clock cap on training, checked after each epoch
 
     def __post_init__(self) -> None:
         if min(self.embedding_dim, self.hidden_size, self.max_len, self.epochs) < 1:
@@ -145,7 +146,13 @@ class GRU4Rec:
         self.config = config or GRU4RecConfig()
         self.net: GRU4RecNet | None = None
 
-    def fit(self, data: Interactions, *, valid: Sequence[NextItemCase] | None = None) -> FitReport:
+    def fit(
+        self,
+        data: Interactions,
+        *,
+        valid: Sequence[NextItemCase] | None = None,
+        progress: EpochCallback | None = None,
+    ) -> FitReport:
         """Train on ``data.sequences``; with ``valid`` cases (model-index space), evaluate NDCG@10
         after each epoch, stop after ``patience`` epochs without improvement and keep the best."""
         cfg = self.config
@@ -153,14 +160,19 @@ class GRU4Rec:
         inputs, targets = training_windows(data.sequences, cfg.max_len)  # (N, max_len) each
         gen = torch.Generator().manual_seed(cfg.seed)
         history: list[dict[str, float]] = []
-        best_ndcg, best_state, best_epoch, epoch = -1.0, None, 0, 0
+        stopper = EarlyStopping(
+            max_epochs=cfg.epochs,
+            patience=cfg.patience,
+            time_budget_s=cfg.time_budget_s,
+            progress=progress,
+        )
         # Forked RNG: seeded init and dropout, without changing the caller's global RNG.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             net = GRU4RecNet(data.n_items, cfg)
             self.net = net
             optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-            for epoch in range(1, cfg.epochs + 1):
+            for epoch in stopper.epochs():
                 net.train()
                 total, n_batches = 0.0, 0
                 for batch in torch.randperm(len(inputs), generator=gen).split(cfg.batch_size):
@@ -171,27 +183,24 @@ class GRU4Rec:
                     total += loss.item()
                     n_batches += 1
                 record = {"epoch": epoch, "train_loss": total / n_batches}
-                if valid:
+                ndcg = None
+                if valid and stopper.evaluate_now():
                     net.eval()
                     ndcg = evaluate_cases(self.score, valid).ndcg
                     record["valid_ndcg@10"] = ndcg
-                    if ndcg > best_ndcg:
-                        best_ndcg, best_epoch = ndcg, epoch
-                        best_state = copy.deepcopy(net.state_dict())
-                    elif epoch - best_epoch >= cfg.patience:
-                        history.append(record)
-                        break
                 history.append(record)
-        if best_state is not None:
-            net.load_state_dict(best_state)
+                stopper.end_epoch(record["train_loss"], ndcg, snapshot=net.state_dict)
+        if stopper.best_state is not None:
+            net.load_state_dict(stopper.best_state)
         net.eval()
         return FitReport(
             seconds=time.perf_counter() - started,
-            epochs=epoch,
+            epochs=stopper.epoch,
             details={
                 "history": history,
-                "best_epoch": best_epoch or epoch,
-                "valid_ndcg@10": best_ndcg if valid else None,
+                "best_epoch": stopper.best_epoch or stopper.epoch,
+                "valid_ndcg@10": stopper.best_metric if valid else None,
+                "stop_reason": stopper.stop_reason,
                 "n_windows": len(inputs),
                 "config": cfg.to_dict(),
             },

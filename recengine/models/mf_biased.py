@@ -26,7 +26,6 @@ item with the unpersonalised baseline μ + b_i; pass ``ratings=`` to fold in.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from recengine.early_stopping import EarlyStopping, EpochCallback
 from recengine.models.base import FitReport, Interactions
 
 Triple = tuple[int, int, float]  # (user index, item index, rating)
@@ -56,6 +56,7 @@ class BiasedMFConfig:
     init_std: float = 0.05  # p and q start as N(0, init_std²); biases start at 0
     clip: bool = True  # clip predictions to the training ratings' [min, max]
     seed: int = 0
+    time_budget_s: float | None = None  # wall-clock cap on training, checked after each epoch
 
     def __post_init__(self) -> None:
         if self.factors < 1 or self.batch_size < 1 or self.max_epochs < 1:
@@ -114,7 +115,8 @@ class BiasedMF:
 
     # ---- training ----------------------------------------------------------------------------
 
-    def fit(self, data: Interactions) -> FitReport:
+    def fit(self, data: Interactions, *, progress: EpochCallback | None = None) -> FitReport:
+        """Fit on the rated events; early-stop on the RMSE of the held-out ``valid_fraction``."""
         if data.ratings is None:
             raise ValueError(
                 "BiasedMF needs explicit ratings: Interactions.ratings is None "
@@ -145,9 +147,15 @@ class BiasedMF:
         self.params = params
         optimizer = torch.optim.Adam(params.parameters(), lr=cfg.lr)
 
-        best_rmse, best_state, best_epoch, history = math.inf, None, 0, []
-        epoch = 0
-        for epoch in range(1, cfg.max_epochs + 1):
+        history: list[dict[str, float]] = []
+        stopper = EarlyStopping(
+            max_epochs=cfg.max_epochs,
+            patience=cfg.patience,
+            time_budget_s=cfg.time_budget_s,
+            higher_is_better=False,  # RMSE
+            progress=progress,
+        )
+        for epoch in stopper.epochs():
             params.train()
             perm = train[torch.randperm(len(train), generator=gen)]
             total = 0.0
@@ -160,26 +168,23 @@ class BiasedMF:
                 optimizer.step()
                 total += loss.item() * len(batch)
             record: dict[str, float] = {"epoch": epoch, "train_loss": total / len(perm)}
-            if n_valid:
+            rmse = None
+            if n_valid and stopper.evaluate_now():
                 rmse = self._rmse(users[valid], items[valid], stars[valid])
                 record["valid_rmse"] = rmse
-                if rmse < best_rmse:
-                    best_rmse, best_epoch = rmse, epoch
-                    best_state = copy.deepcopy(params.state_dict())
-                elif epoch - best_epoch >= cfg.patience:
-                    history.append(record)
-                    break
             history.append(record)
-        if best_state is not None:
-            params.load_state_dict(best_state)
+            stopper.end_epoch(record["train_loss"], rmse, snapshot=params.state_dict)
+        if stopper.best_state is not None:
+            params.load_state_dict(stopper.best_state)
         params.eval()
         return FitReport(
             seconds=time.perf_counter() - started,
-            epochs=epoch,
+            epochs=stopper.epoch,
             details={
                 "history": history,
-                "best_epoch": best_epoch or epoch,
-                "valid_rmse": best_rmse if n_valid else None,
+                "best_epoch": stopper.best_epoch or stopper.epoch,
+                "valid_rmse": stopper.best_metric if n_valid else None,
+                "stop_reason": stopper.stop_reason,
                 "mu": self.mu,
                 "n_train": len(train),
                 "n_valid": n_valid,
