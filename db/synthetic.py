@@ -4,8 +4,9 @@
 The structure it plants is known exactly, so recommendations and their explanations can be
 scored against the truth:
 
-* every event keeps *why* it happened (``reason``: interest, trigger, popularity or noise) and,
-  for triggered events, the event that caused it (``cause_event_id``);
+* every event keeps *why* it happened (``reason``: interest, trigger, popularity, noise, or
+  context when ``context_effect`` is on) and, for triggered events, the event that caused it
+  (``cause_event_id``);
 * ``trigger_pairs`` lists every item -> item trigger (a phone -> its case, a laptop -> its sleeve);
 * each user's persona holds the category interests that drove their ``interest`` events.
 
@@ -28,7 +29,16 @@ from sqlalchemy import Connection, Engine, insert, select
 
 from db.bulk import advance_id_sequences, insert_batches, next_id
 from db.engine import writer
-from db.schema import Dataset, Event, EventKind, EventReason, Item, Session, User
+from db.schema import (
+    EVENT_REASONS,
+    Dataset,
+    Event,
+    EventKind,
+    EventReason,
+    Item,
+    Session,
+    User,
+)
 
 WORLD_START = datetime(2026, 1, 1)
 """Sessions start on or after this instant; items and users are created before it."""
@@ -88,6 +98,10 @@ class WorldConfig:
     # Interest drift: before each session after the first, this share of the user's interest
     # mass moves to one category drawn uniformly (an old interest or a new one). 0: fixed.
     interest_drift: float = 0.0
+    # Session context: this share of non-trigger steps picks from the categories the session's
+    # (device, time of day) favours (CONTEXT_FAVOURITES), reason "context". 0: context only
+    # changes session length, and nothing extra is drawn from the RNG.
+    context_effect: float = 0.0
 
     def __post_init__(self) -> None:
         problems = list(_config_problems(self))
@@ -114,6 +128,7 @@ def _config_problems(c: WorldConfig) -> Iterable[str]:
         "second_complement_prob",
         "evening_leisure_share",
         "preferred_device_prob",
+        "context_effect",
     ):
         value = getattr(c, name)
         if not 0.0 <= value <= 1.0:
@@ -177,11 +192,28 @@ class World:
 
     def user_sequences(self) -> dict[int, list[int]]:
         """Each user's item ids in time order: the world as a sequence model sees it."""
-        user_of = {s["id"]: s["user_id"] for s in self.sessions}
-        sequences: dict[int, list[int]] = {}
+        return {user: seq.items for user, seq in self.user_context_sequences().items()}
+
+    def user_context_sequences(self) -> dict[int, ContextSequence]:
+        """Each user's events in time order with the device and time of day of their session."""
+        session_of = {s["id"]: s for s in self.sessions}
+        sequences: dict[int, ContextSequence] = {}
         for event in sorted(self.events, key=lambda e: (e["ts"], e["id"])):
-            sequences.setdefault(user_of[event["session_id"]], []).append(event["item_id"])
+            session = session_of[event["session_id"]]
+            seq = sequences.setdefault(session["user_id"], ContextSequence([], [], []))
+            seq.items.append(event["item_id"])
+            seq.devices.append(session["device"])
+            seq.times_of_day.append(session["time_of_day"])
         return sequences
+
+
+@dataclass(frozen=True)
+class ContextSequence:
+    """One user's item ids in time order and, per event, its session's device and time of day."""
+
+    items: list[int]
+    devices: list[str]
+    times_of_day: list[str]
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,6 +379,33 @@ MIN_SESSION_GAP = timedelta(minutes=30)
 EVENT_GAP_MIN_S = 5  # event gaps: 5 s + Gamma(2, 30 s), mean ~65 s
 EVENT_GAP_SHAPE = 2.0
 EVENT_GAP_SCALE_S = 30.0
+
+# What a session's context favours when ``context_effect`` > 0: the categories of its time of
+# day plus those of its device (see docs/synthetic-world.md, "Context effect").
+TIME_OF_DAY_FAVOURITES: dict[str, tuple[str, ...]] = {
+    "morning": ("Kitchen", "Beauty"),  # breakfast and getting ready
+    "afternoon": ("Sports", "Outdoor"),  # plans for after work and the weekend
+    "evening": ("Books", "Toys"),  # entertainment and family time
+    "night": ("Phones", "Cameras"),  # late-night gadget browsing
+}
+DEVICE_FAVOURITES: dict[str, tuple[str, ...]] = {
+    "mobile": ("Phone Accessories",),  # earbuds and power banks on the commute
+    "desktop": ("Laptop Accessories",),  # gear for the desk it runs on
+    "tablet": ("Books",),  # reading on the couch
+}
+CONTEXT_REASON = "context"  # the reason of an event drawn because of the session's context
+
+
+def context_categories(device: str, time_of_day: str) -> tuple[str, ...]:
+    """The categories a (device, time of day) session favours: time of day's, then device's."""
+    try:
+        favoured = TIME_OF_DAY_FAVOURITES[time_of_day] + DEVICE_FAVOURITES[device]
+    except KeyError:
+        raise ValueError(
+            f"Unknown session context ({device!r}, {time_of_day!r}); devices: {DEVICES}, "
+            f"times of day: {tuple(TIMES_OF_DAY)}"
+        ) from None
+    return tuple(dict.fromkeys(favoured))
 
 
 # --------------------------------------------------------------------------------------------
@@ -858,8 +917,27 @@ class _EventMaker:
                 return item
         return None  # every interest category fully seen: the step is skipped
 
-    def _draw_unseen(self, user: _UserContext, evening: bool) -> tuple[int, str] | None:
+    def _context_item(self, user: _UserContext, favoured: tuple[str, ...]) -> int | None:
+        """An unseen item of a favoured category: a uniformly drawn one, then the others."""
+        first = int(self.u.next() * len(favoured))
+        for shift in range(len(favoured)):
+            category = favoured[(first + shift) % len(favoured)]
+            item = self._unseen_in(user.category_pools[category], user)
+            if item is not None:
+                return item
+        return None  # every favoured category fully seen: an ordinary step instead
+
+    def _draw_unseen(
+        self, user: _UserContext, device: str, time_of_day: str
+    ) -> tuple[int, str] | None:
         """One non-trigger step: choose the reason, then an item the user has not seen."""
+        effect = self.config.context_effect
+        # Draws only when the effect is on, so worlds without it stay identical.
+        if effect > 0 and self.u.next() < effect:
+            item = self._context_item(user, context_categories(device, time_of_day))
+            if item is not None:
+                return item, CONTEXT_REASON
+        evening = time_of_day == "evening"
         u = self.u.next()
         if u < self.config.noise_share:
             reason = EventReason.NOISE.value
@@ -896,7 +974,7 @@ class _EventMaker:
                 return
 
     def session_events(
-        self, user: _UserContext, start: datetime, length: int, evening: bool
+        self, user: _UserContext, start: datetime, length: int, device: str, time_of_day: str
     ) -> list[_DraftEvent]:
         gaps = (
             EVENT_GAP_MIN_S + self.rng.gamma(EVENT_GAP_SHAPE, EVENT_GAP_SCALE_S, 3 * length)
@@ -912,7 +990,7 @@ class _EventMaker:
             if scheduled is not None and scheduled[0] not in user.seen:
                 item, reason, cause = scheduled[0], EventReason.TRIGGER.value, scheduled[1]
             else:
-                drawn = self._draw_unseen(user, evening)
+                drawn = self._draw_unseen(user, device, time_of_day)
                 if drawn is None:
                     continue
                 (item, reason), cause = drawn, None
@@ -950,7 +1028,7 @@ def _make_sessions_and_events(
             time_of_day = _time_of_day(start.hour)
             device = _session_device(config, rng, user["persona"])
             length = _session_length(config, rng, device)
-            events = maker.session_events(context, start, length, time_of_day == "evening")
+            events = maker.session_events(context, start, length, device, time_of_day)
             if len(events) < 2:
                 # The user has seen nearly everything they care about (tiny world only): a
                 # session needs at least two events, so this one is dropped.
@@ -1070,7 +1148,18 @@ def _refuse_existing_name(conn: Connection, name: str) -> None:
         )
 
 
+def _refuse_unknown_reasons(world: World) -> None:
+    unknown = sorted({e["reason"] for e in world.events} - set(EVENT_REASONS))
+    if unknown:
+        raise ValueError(
+            f"Cannot write this world: event reasons {unknown} are not allowed by the schema "
+            f"(db.schema.EventReason allows {list(EVENT_REASONS)}). A world made with "
+            "context_effect > 0 needs the 'context' reason in the schema."
+        )
+
+
 def _write_world(conn: Connection, world: World, name: str) -> int:
+    _refuse_unknown_reasons(world)
     _refuse_existing_name(conn, name)
     off = IdOffsets.after_existing_rows(conn)
     meta = world_meta(world)
@@ -1117,10 +1206,17 @@ def seed_database(engine: Engine, config: WorldConfig, name: str = DEFAULT_DATAS
 
 __all__ = [
     "CATEGORIES",
+    "CONTEXT_REASON",
+    "DEVICES",
+    "DEVICE_FAVOURITES",
+    "TIMES_OF_DAY",
+    "TIME_OF_DAY_FAVOURITES",
     "WORLD_SIZES",
     "WORLD_START",
+    "ContextSequence",
     "World",
     "WorldConfig",
+    "context_categories",
     "generate_world",
     "seed_database",
     "size_name",
