@@ -60,6 +60,9 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
         self.proj = nn.Linear(config.d_model, config.d_model)
         self.attn_dropout = nn.Dropout(config.dropout)
+        # Model-level check of explanations (Wiegreffe & Pinter, 2019): True replaces the learned
+        # weights by equal weights over the allowed keys. Off by default; never trained with.
+        self.uniform_attention = False
 
     def forward(
         self, x: torch.Tensor, allowed: torch.Tensor, bias: torch.Tensor | None = None
@@ -75,7 +78,11 @@ class CausalSelfAttention(nn.Module):
         content = (q @ k.transpose(-2, -1)) / math.sqrt(hs)  # (B, nh, T, T)
         logits = content if bias is None else content + bias
         logits = logits.masked_fill(~allowed, float("-inf"))
-        weights = torch.softmax(logits, dim=-1)
+        if self.uniform_attention:
+            allowed_f = allowed.expand_as(logits).to(logits.dtype)
+            weights = allowed_f / allowed_f.sum(dim=-1, keepdim=True)
+        else:
+            weights = torch.softmax(logits, dim=-1)
         y = self.attn_dropout(weights) @ v  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, d)
         return self.proj(y), weights, content
