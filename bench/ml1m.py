@@ -1,12 +1,45 @@
-"""SASRec and popularity on the SASRec paper's MovieLens-1M file, full ranking and sampled.
+"""Every model of ``recengine/models`` on the SASRec paper's MovieLens-1M file, one protocol.
 
-    python -m bench.ml1m [--data-dir DIR] [--time-budget-min 60] [--users N] [--no-write]
+    python -m bench.ml1m [--models popularity,itemknn,...] [--users N] [--no-write]
+                         [--time-budget-min 60] [--save-dir DIR] [--threads N] [--note TEXT]
+                         [--gru-epochs 30] [--gru-budget-min 60] [--max-epochs 400]
+    python -m bench.ml1m --import-legacy OLD.json [--legacy-note TEXT]
 
-Protocol (Klenitskiy & Vasilev, RecSys 2023): `sasrec_ml-1m.txt.gz` (6,040 users, 3,416 items,
-999,611 events, time-ordered per user); last item = test, second-to-last = validation, the rest
-trains; every item is ranked (seen items removed, ties against the target); early stopping on
-validation NDCG@10. The paper's sampled protocol ranks the target among 100 random unseen items
-instead (SASRec paper, Kang & McAuley 2018), reported for comparison only.
+Next-item protocol (Klenitskiy & Vasilev, RecSys 2023): ``sasrec_ml-1m.txt.gz`` (6,040 users,
+3,416 items, 999,611 events, time-ordered per user); per user the last item = test, the
+second-to-last = validation, the rest trains every model (``recengine.data.leave_one_out``).
+Every item is ranked (seen items removed, ties count against the target) by
+``recengine.evaluate.evaluate_report``. The SASRec paper's sampled protocol (the target among 100
+random unseen items, Kang & McAuley 2018) is reported beside it, for comparison with papers only.
+
+Baselines are tuned, never on test: each grid point is fitted on the train part and scored on
+the validation cases; the best validation NDCG@10 is kept and only that model sees the test
+cases. The grids (``GRIDS``) are small on purpose, one run must stay within minutes on 2 cores:
+
+- popularity: ``half_life`` (events back at which an event counts 1/2; None = plain counts);
+- item-KNN: ``k_neighbours`` × ``shrink`` fitted, × ``recency_decay`` at scoring time;
+- user-KNN: ``k_neighbours`` (one fit, the neighbours are picked at scoring time);
+- iALS: ``regularization`` × ``alpha`` at 64 factors, then the best pair at 128 factors (15
+  sweeps each; one 128-factor fit takes ~2.5 min, a full 3-way grid would not fit);
+- TF-IDF content: ``recency_decay`` of the profile (tokens: genres, title words, decade);
+- GRU4Rec: hidden size = embedding size = 64 (as SASRec's d), epochs by early stopping on
+  validation NDCG@10 under an epoch cap (``--gru-epochs``); one epoch of full-softmax training
+  takes ~3 min on one shared CPU thread, so there is no grid over sizes;
+- SASRec: the paper's SASRec+ setting (``ML1M_MODEL``), epochs by early stopping on validation
+  NDCG@10 under ``--time-budget-min``; not grid-searched (one run takes about an hour on CPU);
+- DIN: default ``DINConfig``, opt-in only (``--models din``): on this 2-core CPU one epoch of
+  ML-1M takes ~23 min and one validation pass ~4 min, so it does not fit a default run;
+- biased MF (rating prediction, ``ratings_without_timestamps.dat.gz``): ``regularization``,
+  chosen on the validation RMSE of the 5 % the model holds out of its training part; the test
+  set is a seeded random 10 % of all ratings, beside the global-mean baseline.
+
+Results: ``bench/results/ml1m.json`` is a list of run records, one per (model, protocol) per
+run, appended by every run (``--no-write`` appends nothing); ``bench/ml1m_records.py`` stores them
+and draws the ``ml1m`` section of ``docs/benchmarks.md``: the latest full-file record per (model,
+protocol) with its date. A ``--users N`` run appends records too, marked by ``max_users``, but
+never reaches the table. ``--import-legacy`` converts a result of the old format (one dict with
+``sasrec`` and ``popularity``) with :func:`records_from_legacy` and appends it.
+
 The data directory is ``--data-dir``, else ``RECDEMO_DATA_DIR``, else ``../shared/data/
 movielens/ml-1m`` beside the repository. Nothing from it is written into the repository.
 """
@@ -14,25 +47,65 @@ movielens/ml-1m`` beside the repository. Nothing from it is written into the rep
 from __future__ import annotations
 
 import argparse
+import copy
 import gzip
+import itertools
 import json
 import math
 import os
+import re
+import sys
 import time
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
-from bench.report import machine, today, write_section
+from bench.ml1m_records import (
+    FULL,
+    RATING,
+    SAMPLED,
+    SPLIT,
+    publish,
+    summary,
+)
+from bench.report import machine, today
+from db.importers.formats import (
+    RATINGS_NO_TIMESTAMPS,
+    Ratings,
+    parse_id_map,
+    parse_movies_dat,
+    parse_ratings,
+)
+from db.importers.sources import LineReader, Member
 from recengine.checkpoint import save_checkpoint
-from recengine.data import leave_one_out
-from recengine.train import TrainConfig, TrainResult, model_scorer, train_sasrec
+from recengine.data import ItemVocab, NextItemCase, leave_one_out
+from recengine.evaluate import BatchScorer, evaluate_cases, evaluate_report
+from recengine.models.als import ALS, ALSConfig
+from recengine.models.base import FitReport, Interactions
+from recengine.models.content_tfidf import ContentTfidf
+from recengine.models.din import DIN, DINConfig, DINTrainConfig
+from recengine.models.gru4rec import GRU4Rec, GRU4RecConfig
+from recengine.models.itemknn import ItemKNN, ItemKNNConfig
+from recengine.models.mf_biased import BiasedMF, BiasedMFConfig, Triple, rating_metrics
+from recengine.models.popularity import Popularity, PopularityConfig
+from recengine.models.userknn import UserKNN, UserKNNConfig
+from recengine.train import TrainConfig, model_scorer, train_sasrec
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "ml1m.json"
 SASREC_FILE = "sasrec_ml-1m.txt.gz"
+ITEM_MAP_FILE = "sasrec_to_original_items.txt"
+MOVIES_FILE = "movies.dat"
+RATINGS_FILE = "ratings_without_timestamps.dat.gz"
+
+
+SEED = 42
+NEGATIVES_SEED = 0  # the sampled protocol's negatives; 0 as in every earlier run
+RATING_TEST_SHARE = 0.1
 
 # SASRec+ as in Klenitskiy & Vasilev: full-softmax CE, 200 positions, 2 blocks.
 ML1M_MODEL = {
@@ -44,10 +117,43 @@ ML1M_MODEL = {
     "n_tokens": 0,
 }
 
+# Validation grids (see the module docstring).
+GRIDS: dict[str, dict[str, Sequence[Any]]] = {
+    "popularity": {"half_life": [None, 10, 50, 200]},
+    "itemknn": {
+        "k_neighbours": [50, 200],
+        "shrink": [0, 20],
+        "recency_decay": [0.2, 0.4, 0.6, 0.8, 1.0],
+    },
+    "userknn": {"k_neighbours": [25, 50, 100, 200]},
+    "als": {"regularization": [1, 10, 100], "alpha": [1, 10], "factors": [64, 128]},
+    "content_tfidf": {"recency_decay": [0.2, 0.4, 0.6, 0.8, 1.0]},
+    "gru4rec": {"hidden_size": [64]},
+    "biased-mf": {"regularization": [0.03, 0.05, 0.1]},
+}
+
+# Next-item models in table order; "din" runs only when asked for.
+RANKING_MODELS = (
+    "popularity",
+    "itemknn",
+    "userknn",
+    "als",
+    "content_tfidf",
+    "gru4rec",
+    "sasrec",
+    "din",
+)
+RATING_MODELS = ("biased-mf",)
+MODELS = (*RANKING_MODELS, *RATING_MODELS)
+DEFAULT_MODELS = tuple(m for m in MODELS if m != "din")
+
 
 def default_data_dir() -> Path:
     env = os.environ.get("RECDEMO_DATA_DIR")
     return Path(env) if env else ROOT.parent / "shared" / "data" / "movielens" / "ml-1m"
+
+
+# ---- data -----------------------------------------------------------------------------------
 
 
 def load_sequences(path: Path, max_users: int | None = None) -> dict[int, list[int]]:
@@ -66,168 +172,742 @@ def load_sequences(path: Path, max_users: int | None = None) -> dict[int, list[i
     return sequences
 
 
+def _reader(path: Path, encoding: str, expected: str) -> LineReader:
+    return LineReader(Member.from_path(path), encoding=encoding, expected=expected)  # type: ignore[arg-type]
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def movie_tokens(data_dir: Path) -> dict[int, list[str]]:
+    """Content tokens per SASRec item id: genres, title words and decade, from movies.dat.
+
+    SASRec ids become MovieLens movie ids through ``sasrec_to_original_items.txt`` (the
+    importer's parsers read both files, with their checks). Tokens are namespaced, so the genre
+    "Drama" and the title word "drama" stay two terms; the year in the title is the decade token
+    only (a year word would make every 1995 film look alike).
+    """
+    movies = parse_movies_dat(
+        _reader(data_dir / MOVIES_FILE, "text", "lines MovieID::Title::Genres")
+    )
+    id_map = parse_id_map(
+        _reader(data_dir / ITEM_MAP_FILE, "ascii", "lines 'sasrec_id original_id'"),
+        known_targets=movies,
+        targets_file=MOVIES_FILE,
+    )
+    tokens: dict[int, list[str]] = {}
+    for sasrec_id, movie_id in id_map.items():
+        movie = movies[movie_id]
+        title = re.sub(r"\(\d{4}\)\s*$", "", movie.title).lower()
+        words = [f"word:{w}" for w in _WORD.findall(title)]
+        decade = [f"decade:{movie.year // 10 * 10}s"] if movie.year else []
+        genres = [f"genre:{g.lower()}" for g in movie.genres]
+        tokens[sasrec_id] = [*genres, *words, *decade]
+    return tokens
+
+
+@dataclass
+class NextItemData:
+    """The leave-one-out split of the SASRec file, in model-index space (items 1..n_items)."""
+
+    sequences: dict[int, list[int]]  # SASRec ids as read, for train_sasrec
+    vocab: ItemVocab
+    train: list[list[int]]  # every user's items without the last two, user order
+    valid: list[NextItemCase]
+    test: list[NextItemCase]
+    info: dict[str, Any]  # data_file, max_users, users, items, events
+    data_dir: Path
+
+    @property
+    def n_items(self) -> int:
+        return len(self.vocab)
+
+    def interactions(self, with_tokens: bool = False) -> Interactions:
+        tokens = None
+        if with_tokens:
+            by_id = movie_tokens(self.data_dir)
+            tokens = [[]] + [by_id.get(item, []) for item in self.vocab.item_ids]
+        return Interactions(self.train, self.n_items, item_tokens=tokens)
+
+
+def next_item_data(data_dir: Path, max_users: int | None = None) -> NextItemData:
+    sequences = load_sequences(data_dir / SASREC_FILE, max_users)
+    vocab = ItemVocab.from_ids(i for s in sequences.values() for i in s)
+    split = leave_one_out({u: vocab.encode(s) for u, s in sequences.items()})
+    return NextItemData(
+        sequences=sequences,
+        vocab=vocab,
+        train=list(split.train.values()),
+        valid=split.valid,
+        test=split.test,
+        info={
+            "data_file": SASREC_FILE,
+            "max_users": max_users,
+            "users": len(sequences),
+            "items": len(vocab),
+            "events": sum(len(s) for s in sequences.values()),
+        },
+        data_dir=data_dir,
+    )
+
+
+def load_ratings(data_dir: Path, max_users: int | None = None) -> Ratings:
+    """``UserID::MovieID::Rating`` lines (the importer's parser and checks); first max_users."""
+    path = data_dir / RATINGS_FILE
+    reader = _reader(path, "ascii", RATINGS_NO_TIMESTAMPS.expected)
+    return parse_ratings(reader, RATINGS_NO_TIMESTAMPS, known_items=None, max_users=max_users)
+
+
+@dataclass(frozen=True)
+class RatingSplit:
+    train: Interactions  # one sequence (and its stars) per user, users in id order
+    test: list[Triple]  # (user index, item index, stars)
+    info: dict[str, Any]
+
+
+def rating_split(
+    ratings: Ratings, test_share: float = RATING_TEST_SHARE, seed: int = SEED
+) -> RatingSplit:
+    """A seeded random ``test_share`` of all ratings is the test set; the rest trains.
+
+    Every movie of the file gets an index (an item seen only in the test set keeps its untrained
+    start, i.e. predicts about μ + b_u): the ids carry no rating, so this leaks nothing.
+    """
+    if not 0 < test_share < 1:
+        raise ValueError(f"test_share must be in (0, 1), got {test_share}")
+    if ratings.stars is None:
+        raise ValueError("the ratings file has no stars")
+    user_ids, users = np.unique(ratings.users, return_inverse=True)
+    vocab = ItemVocab.from_ids(ratings.items.tolist())
+    items = np.array(vocab.encode(ratings.items.tolist()), dtype=np.int64)
+    order = np.random.default_rng(seed).permutation(len(users))
+    n_test = round(len(users) * test_share)
+    is_test = np.zeros(len(users), dtype=bool)
+    is_test[order[:n_test]] = True
+    sequences: list[list[int]] = [[] for _ in user_ids]
+    stars: list[list[float]] = [[] for _ in user_ids]
+    for u, i, r in zip(users[~is_test], items[~is_test], ratings.stars[~is_test], strict=True):
+        sequences[u].append(int(i))
+        stars[u].append(float(r))
+    test = [
+        (int(u), int(i), float(r))
+        for u, i, r in zip(users[is_test], items[is_test], ratings.stars[is_test], strict=True)
+    ]
+    info = {
+        "data_file": RATINGS_FILE,
+        "users": len(user_ids),
+        "items": len(vocab),
+        "events": len(users),
+        "test_ratings": len(test),
+    }
+    return RatingSplit(Interactions(sequences, len(vocab), ratings=stars), test, info)
+
+
+# ---- metrics --------------------------------------------------------------------------------
+
+
 def sampled_metrics(
-    result: TrainResult, sequences: dict[int, list[int]], negatives: int = 100, seed: int = 0
+    scorer: BatchScorer,
+    cases: Sequence[NextItemCase],
+    n_items: int,
+    negatives: int = 100,
+    seed: int = NEGATIVES_SEED,
 ) -> dict[str, float]:
-    """HR@10 / NDCG@10 with the target ranked among `negatives` random unseen items."""
+    """HR@10 / NDCG@10 / MRR@10 with the target ranked among `negatives` random unseen items.
+
+    Ties count against the target, as in the full ranking. Negatives are drawn one at a time
+    from one seeded generator, in case order, so every model meets the same negatives.
+    """
     gen = torch.Generator().manual_seed(seed)
-    scorer = model_scorer(result.model, torch.device("cpu"))
-    n_items = len(result.vocab)
-    hits, ndcg, cases = 0, 0.0, 0
-    test = leave_one_out(sequences).test
-    for start in range(0, len(test), 256):
-        batch = test[start : start + 256]
-        histories = [result.vocab.encode(c.history) for c in batch]
+    hits, ndcg, mrr = 0, 0.0, 0.0
+    for start in range(0, len(cases), 256):
+        batch = cases[start : start + 256]
+        histories = [list(c.history) for c in batch]
         scores = scorer(histories)
         for row, case in enumerate(batch):
             seen = set(histories[row])
-            target = result.vocab.index_of(case.target)
             candidates: list[int] = []
             while len(candidates) < negatives:
                 item = int(torch.randint(1, n_items + 1, (1,), generator=gen))
-                if item not in seen and item != target:
+                if item not in seen and item != case.target:
                     candidates.append(item)
-            rank = int((scores[row, candidates] >= scores[row, target]).sum())
-            hits += rank < 10
-            ndcg += 1 / math.log2(rank + 2) if rank < 10 else 0.0
-            cases += 1
-    return {"hr@10": hits / cases, "ndcg@10": ndcg / cases, "n_cases": cases}
+            rank = int((scores[row, candidates] >= scores[row, case.target]).sum())
+            if rank < 10:
+                hits += 1
+                ndcg += 1 / math.log2(rank + 2)
+                mrr += 1 / (rank + 1)
+    n = len(cases)
+    return {"hr@10": hits / n, "ndcg@10": ndcg / n, "mrr@10": mrr / n, "n_cases": n}
 
 
-def coverage_at_10(result: TrainResult, sequences: dict[int, list[int]]) -> float:
-    """Share of the catalog that appears in at least one user's test top-10."""
-    scorer = model_scorer(result.model, torch.device("cpu"))
-    shown: set[int] = set()
-    test = leave_one_out(sequences).test
-    for start in range(0, len(test), 256):
-        histories = [result.vocab.encode(c.history) for c in test[start : start + 256]]
-        scores = scorer(histories)
-        for row, history in enumerate(histories):
-            scores[row, history] = float("-inf")
-        shown.update(torch.topk(scores, 10).indices.flatten().tolist())
-    return len(shown) / len(result.vocab)
+# ---- tuning on the validation cases ----------------------------------------------------------
+
+
+@dataclass
+class Selection:
+    """Grid points scored on the validation cases; keeps the best model (by NDCG@10)."""
+
+    valid: Sequence[NextItemCase]
+    batch_size: int = 256
+    grid: list[dict[str, Any]] = field(default_factory=list)
+    best: Any = None
+    best_config: dict[str, Any] = field(default_factory=dict)
+    best_fit: FitReport | None = None
+    best_ndcg: float = -1.0
+    started: float = field(default_factory=time.perf_counter)
+
+    def consider(self, config: dict[str, Any], model: Any, fit: FitReport) -> float:
+        ndcg = evaluate_cases(model.score, self.valid, batch_size=self.batch_size).ndcg
+        self.grid.append(
+            {
+                "config": config,
+                "valid_ndcg@10": round(ndcg, 4),
+                "fit_seconds": round(fit.seconds, 1),
+            }
+        )
+        if ndcg > self.best_ndcg:
+            self.best, self.best_config, self.best_fit, self.best_ndcg = model, config, fit, ndcg
+        return ndcg
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def grid_points(name: str) -> list[dict[str, Any]]:
+    grid = GRIDS[name]
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def _with_config(model: Any, config: Any) -> Any:
+    """A shallow copy scoring with ``config``: for settings that fit() does not read (recency
+    decay, number of user neighbours), so one fit serves several grid points."""
+    variant = copy.copy(model)
+    variant.config = config
+    return variant
+
+
+def tune_popularity(data: NextItemData, selection: Selection) -> None:
+    for point in grid_points("popularity"):
+        model = Popularity(PopularityConfig(**point))
+        selection.consider(point, model, model.fit(data.interactions()))
+
+
+def tune_itemknn(data: NextItemData, selection: Selection) -> None:
+    grid = GRIDS["itemknn"]
+    for k, shrink in itertools.product(grid["k_neighbours"], grid["shrink"]):
+        fitted = ItemKNN(ItemKNNConfig(k_neighbours=k, shrink=shrink))
+        fit = fitted.fit(data.interactions())
+        for decay in grid["recency_decay"]:
+            config = replace(fitted.config, recency_decay=decay)
+            selection.consider(asdict(config), _with_config(fitted, config), fit)
+
+
+def tune_userknn(data: NextItemData, selection: Selection) -> None:
+    fitted = UserKNN()
+    fit = fitted.fit(data.interactions())
+    for k in GRIDS["userknn"]["k_neighbours"]:
+        config = UserKNNConfig(k_neighbours=k)
+        selection.consider(asdict(config), _with_config(fitted, config), fit)
+
+
+def tune_als(data: NextItemData, selection: Selection) -> None:
+    """Two stages: regularization × alpha at the smallest size, then the best pair larger."""
+    grid = GRIDS["als"]
+    first, *larger = grid["factors"]
+    stages = [
+        [
+            (first, reg, alpha)
+            for reg, alpha in itertools.product(grid["regularization"], grid["alpha"])
+        ],
+        [(factors, None, None) for factors in larger],
+    ]
+    for stage in stages:
+        for factors, reg, alpha in stage:
+            best = selection.best_config
+            config = ALSConfig(
+                factors=factors,
+                regularization=best["regularization"] if reg is None else reg,
+                alpha=best["alpha"] if alpha is None else alpha,
+                seed=SEED,
+            )
+            model = ALS(config)
+            selection.consider(config.to_dict(), model, model.fit(data.interactions()))
+
+
+def tune_content_tfidf(data: NextItemData, selection: Selection) -> None:
+    fitted = ContentTfidf()
+    fit = fitted.fit(data.interactions(with_tokens=True))
+    for decay in GRIDS["content_tfidf"]["recency_decay"]:
+        config = replace(fitted.config, recency_decay=decay)
+        selection.consider(asdict(config), _with_config(fitted, config), fit)
+
+
+def tune_gru4rec(
+    data: NextItemData, selection: Selection, max_epochs: int, time_budget_s: float | None
+) -> None:
+    for hidden in GRIDS["gru4rec"]["hidden_size"]:
+        config = GRU4RecConfig(
+            embedding_dim=hidden,
+            hidden_size=hidden,
+            epochs=max_epochs,
+            seed=SEED,
+            time_budget_s=time_budget_s,
+        )
+        model = GRU4Rec(config)
+        fit = model.fit(data.interactions(), valid=data.valid)
+        selection.consider(config.to_dict(), model, fit)
+
+
+def tune_din(data: NextItemData, selection: Selection, time_budget_s: float) -> None:
+    config = DINConfig(n_items=data.n_items, seed=SEED)
+    train = DINTrainConfig(time_budget_s=time_budget_s)
+    model = DIN(config, train)
+    fit = model.fit(data.interactions(), valid=data.valid)
+    selection.consider({**config.to_dict(), **asdict(train)}, model, fit)
+
+
+# ---- one model, its records ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    sasrec_train: TrainConfig
+    sasrec_model: dict[str, Any] = field(default_factory=lambda: dict(ML1M_MODEL))
+    gru_max_epochs: int = 30
+    gru_time_budget_s: float | None = 3600.0
+    din_time_budget_s: float = 3600.0
+    save_dir: Path | None = None
+    note: str | None = None
+    log: bool = True
+
+
+def _record(
+    model: str, protocol: str, info: dict[str, Any], options: RunOptions, **fields: Any
+) -> dict[str, Any]:
+    record: dict[str, Any] = {"model": model, "protocol": protocol}
+    record.update(fields)
+    record.update(
+        {
+            "date": today(),
+            "machine": machine(),
+            **info,
+        }
+    )
+    if options.note:
+        record["note"] = options.note
+    return record
+
+
+def _ranking_records(
+    name: str,
+    scorer: BatchScorer,
+    data: NextItemData,
+    options: RunOptions,
+    *,
+    valid_ndcg: float,
+    train_seconds: float,
+    tuning_seconds: float,
+    epochs: int | None,
+    best_epoch: int | None,
+    seed: int | None,
+    config: dict[str, Any],
+    grid: list[dict[str, Any]],
+    batch_size: int = 256,
+    stop_reason: str | None = None,
+) -> list[dict[str, Any]]:
+    """Full-ranking record (with beyond-accuracy metrics) and sampled record on the test cases."""
+    started = time.perf_counter()
+    report = evaluate_report(
+        scorer, data.test, data.train, data.n_items, ks=(10,), batch_size=batch_size
+    )
+    full_seconds = time.perf_counter() - started
+    sampled = sampled_metrics(scorer, data.test, data.n_items)
+    keys = ("hr@10", "ndcg@10", "mrr@10", "recall@10", "precision@10", "coverage@10")
+    keys += ("mean_popularity@10", "long_tail_share@10")
+    common = {
+        "split": SPLIT,
+        "valid_ndcg@10": round(valid_ndcg, 4),
+        "train_seconds": round(train_seconds, 1),
+        "tuning_seconds": round(tuning_seconds, 1),
+        "epochs": epochs,
+        "best_epoch": best_epoch,
+        **({"stop_reason": stop_reason} if stop_reason else {}),
+        "seed": seed,
+        "config": config,
+        "grid": grid,
+    }
+    by_target = {
+        group: {k: round(m[k], 4) for k in ("hr@10", "ndcg@10")} | {"n_cases": int(m["n_cases"])}
+        for group, m in report.by_target.items()
+    }
+    full = _record(
+        name,
+        FULL,
+        data.info,
+        options,
+        **{k: round(report.overall[k], 4) for k in keys},
+        n_cases=report.n_cases,
+        by_target=by_target,
+        eval_seconds=round(full_seconds, 1),
+        **common,
+    )
+    sampled_record = _record(
+        name,
+        SAMPLED,
+        data.info,
+        options,
+        **{k: round(v, 4) for k, v in sampled.items() if k != "n_cases"},
+        n_cases=int(sampled["n_cases"]),
+        negatives_seed=NEGATIVES_SEED,
+        **common,
+    )
+    return [full, sampled_record]
+
+
+def run_tuned(name: str, data: NextItemData, options: RunOptions) -> list[dict[str, Any]]:
+    """Tune a baseline on the validation cases, then score the chosen one on the test cases."""
+    batch_size = 64 if name == "din" else 256
+    selection = Selection(data.valid, batch_size=batch_size)
+    if name == "popularity":
+        tune_popularity(data, selection)
+    elif name == "itemknn":
+        tune_itemknn(data, selection)
+    elif name == "userknn":
+        tune_userknn(data, selection)
+    elif name == "als":
+        tune_als(data, selection)
+    elif name == "content_tfidf":
+        tune_content_tfidf(data, selection)
+    elif name == "gru4rec":
+        tune_gru4rec(data, selection, options.gru_max_epochs, options.gru_time_budget_s)
+    elif name == "din":
+        tune_din(data, selection, options.din_time_budget_s)
+    else:
+        raise ValueError(f"no tuning for model {name!r}")
+    fit = selection.best_fit
+    assert fit is not None
+    if options.log:
+        for row in selection.grid:
+            print(f"  {name} {row['config']}: valid NDCG@10 {row['valid_ndcg@10']:.4f}", flush=True)
+    neural = name in ("gru4rec", "din")
+    return _ranking_records(
+        name,
+        selection.best.score,
+        data,
+        options,
+        valid_ndcg=selection.best_ndcg,
+        train_seconds=fit.seconds,
+        tuning_seconds=selection.seconds,
+        epochs=fit.epochs if neural else None,
+        best_epoch=fit.details.get("best_epoch") if neural else None,
+        seed=SEED if name in ("als", "gru4rec", "din") else None,
+        config=selection.best_config,
+        grid=selection.grid,
+        batch_size=batch_size,
+        stop_reason=fit.details.get("stop_reason") if neural else None,
+    )
+
+
+def run_sasrec(data: NextItemData, options: RunOptions) -> list[dict[str, Any]]:
+    items = list(data.vocab.item_ids)
+    result = train_sasrec(
+        data.sequences,
+        items,
+        model_config=options.sasrec_model,
+        train_config=options.sasrec_train,
+        progress=(lambda p: print(" ", p.describe(), f"({p.elapsed_s:.0f} s)", flush=True))
+        if options.log
+        else None,
+    )
+    if result.vocab != data.vocab:
+        raise RuntimeError("train_sasrec built another item vocabulary than the benchmark")
+    if options.save_dir is not None:
+        save_checkpoint(options.save_dir, result.model, result.card)
+    training = result.card.training
+    device = next(result.model.parameters()).device
+    return _ranking_records(
+        "sasrec",
+        model_scorer(result.model, device),
+        data,
+        options,
+        valid_ndcg=float(result.card.metrics["sasrec"]["valid"]["ndcg@10"]),  # type: ignore[index]
+        train_seconds=float(training["train_seconds"]),
+        tuning_seconds=float(training["train_seconds"]),
+        epochs=int(training["epochs_run"]),
+        best_epoch=int(training["best_epoch"]),
+        seed=options.sasrec_train.seed,
+        config={"model": result.card.model_config, "train": asdict(options.sasrec_train)},
+        grid=[],
+    )
+
+
+def run_biased_mf(data_dir: Path, options: RunOptions, max_users: int | None) -> list[dict]:
+    """Biased MF and the global mean on a seeded random 90/10 split of the explicit ratings."""
+    split = rating_split(load_ratings(data_dir, max_users))
+    info = {**split.info, "max_users": max_users}
+    train_stars = [r for stars in split.train.ratings or [] for r in stars]
+    mu = float(np.mean(train_stars))
+    truth = np.array([r for _, _, r in split.test])
+    started = time.perf_counter()
+    best: tuple[float, BiasedMF, FitReport, dict[str, Any]] | None = None
+    grid: list[dict[str, Any]] = []
+    for point in grid_points("biased-mf"):
+        model = BiasedMF(BiasedMFConfig(**point, seed=SEED))
+        fit = model.fit(split.train)
+        valid_rmse = float(fit.details["valid_rmse"])
+        grid.append(
+            {
+                "config": model.config.to_dict(),
+                "valid_rmse": round(valid_rmse, 4),
+                "fit_seconds": round(fit.seconds, 1),
+                "epochs": fit.epochs,
+            }
+        )
+        if options.log:
+            print(f"  biased-mf {point}: valid RMSE {valid_rmse:.4f} ({fit.epochs} epochs)")
+        if best is None or valid_rmse < best[0]:
+            best = (valid_rmse, model, fit, model.config.to_dict())
+    assert best is not None
+    valid_rmse, model, fit, config = best
+    tuning_seconds = time.perf_counter() - started
+    metrics = rating_metrics(model, split.test)
+    common = {"split": f"seeded random {RATING_TEST_SHARE:.0%} of all ratings = test", "seed": SEED}
+    mf = _record(
+        "biased-mf",
+        RATING,
+        info,
+        options,
+        mae=round(metrics["mae"], 4),
+        rmse=round(metrics["rmse"], 4),
+        valid_rmse=round(valid_rmse, 4),
+        n_cases=len(split.test),
+        train_seconds=round(fit.seconds, 1),
+        tuning_seconds=round(tuning_seconds, 1),
+        epochs=fit.epochs,
+        best_epoch=fit.details["best_epoch"],
+        config=config,
+        grid=grid,
+        **common,
+    )
+    mean = _record(
+        "global-mean",
+        RATING,
+        info,
+        options,
+        mae=round(float(np.abs(truth - mu).mean()), 4),
+        rmse=round(float(np.sqrt(((truth - mu) ** 2).mean())), 4),
+        n_cases=len(split.test),
+        train_seconds=0.0,
+        epochs=None,
+        best_epoch=None,
+        config={"mean": round(mu, 4)},
+        grid=[],
+        **common,
+    )
+    return [mf, mean]
 
 
 def run(
     data_dir: Path,
+    models: Sequence[str] = DEFAULT_MODELS,
     *,
+    options: RunOptions,
     max_users: int | None = None,
-    train_config: TrainConfig,
-    model_config: dict | None = None,
-    log: bool = True,
-    save_dir: Path | None = None,
-) -> dict:
-    sequences = load_sequences(data_dir / SASREC_FILE, max_users)
-    items = sorted({i for s in sequences.values() for i in s})
-    started = time.perf_counter()
-    result = train_sasrec(
-        sequences,
-        items,
-        model_config=model_config or ML1M_MODEL,
-        train_config=train_config,
-        progress=(lambda p: print(" ", p.describe(), f"({p.elapsed_s:.0f} s)", flush=True))
-        if log
-        else None,
-    )
-    wall = time.perf_counter() - started
-    if save_dir is not None:
-        save_checkpoint(save_dir, result.model, result.card)
-    m, t = result.card.metrics, result.card.training
-    return {
-        "date": today(),
-        "machine": machine(),
-        "data": {
-            "file": SASREC_FILE,
-            "users": len(sequences),
-            "items": len(items),
-            "events": sum(len(s) for s in sequences.values()),
-        },
-        "protocol": "leave-one-out, full ranking over all items, seen removed",
-        "sasrec": {
-            **m["sasrec"]["test"],
-            "valid_ndcg@10": m["sasrec"]["valid"]["ndcg@10"],
-            "coverage@10": round(coverage_at_10(result, sequences), 4),
-            "sampled_100": sampled_metrics(result, sequences),
-            "train_seconds": t["train_seconds"],
-            "wall_seconds": round(wall, 1),
-            "epochs_run": t["epochs_run"],
-            "best_epoch": t["best_epoch"],
-            "model_config": result.card.model_config,
-            "train_config": asdict(train_config),
-        },
-        "popularity": m["popularity"]["test"],
+    on_records: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run each model in turn; ``on_records`` gets each model's records as soon as they exist."""
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
+    data = next_item_data(data_dir, max_users) if set(models) & set(RANKING_MODELS) else None
+    records: list[dict[str, Any]] = []
+    for name in models:
+        started = time.perf_counter()
+        if options.log:
+            print(f"{name}: running", flush=True)
+        if name == "biased-mf":
+            new = run_biased_mf(data_dir, options, max_users)
+        elif name == "sasrec":
+            assert data is not None
+            new = run_sasrec(data, options)
+        else:
+            assert data is not None
+            new = run_tuned(name, data, options)
+        wall = round(time.perf_counter() - started, 1)
+        for record in new:
+            record["wall_seconds"] = wall
+        if options.log:
+            for record in new:
+                print(" ", summary(record), flush=True)
+        records.extend(new)
+        if on_records is not None:
+            on_records(new)
+    return records
+
+
+# ---- old-format results as records ----------------------------------------------------------
+
+
+def records_from_legacy(old: dict[str, Any], note: str | None = None) -> list[dict[str, Any]]:
+    """One result of the old format (SASRec + popularity in one dict) as run records.
+
+    Only numbers that are in ``old`` are copied; metrics it lacks are left out, never derived.
+    """
+    for key in ("date", "machine", "data", "protocol", "sasrec", "popularity"):
+        if key not in old:
+            raise ValueError(f"not an old-format ml1m result: key {key!r} is missing")
+    s, data = old["sasrec"], old["data"]
+    info = {
+        "date": old["date"],
+        "machine": old["machine"],
+        "data_file": data["file"],
+        "max_users": None,
+        "users": data["users"],
+        "items": data["items"],
+        "events": data["events"],
     }
-
-
-def markdown(r: dict) -> str:
-    s, p = r["sasrec"], r["popularity"]
-    sampled = s["sampled_100"]
-    rows = "\n".join(
-        [
-            f"| SASRec (CE) | full ranking | {s['hr@10']:.4f} | {s['ndcg@10']:.4f} | "
-            f"{s['mrr@10']:.4f} | {s['coverage@10']:.3f} | {s['train_seconds'] / 60:.1f} min | "
-            f"{s['epochs_run']} ({s['best_epoch']}) |",
-            f"| Popularity | full ranking | {p['hr@10']:.4f} | {p['ndcg@10']:.4f} | "
-            f"{p['mrr@10']:.4f} | – | – | – |",
-            f"| SASRec (CE) | 100 sampled negatives | {sampled['hr@10']:.4f} | "
-            f"{sampled['ndcg@10']:.4f} | – | – | – | – |",
-        ]
+    training = {
+        "split": SPLIT,
+        "train_seconds": s["train_seconds"],
+        "wall_seconds": s.get("wall_seconds"),
+        "epochs": s["epochs_run"],
+        "best_epoch": s["best_epoch"],
+        "seed": s["train_config"]["seed"],
+        "config": {"model": s["model_config"], "train": s["train_config"]},
+        "grid": [],
+    }
+    extra = {"note": note} if note else {}
+    sasrec_full = {
+        "model": "sasrec",
+        "protocol": FULL,
+        **{k: s[k] for k in ("hr@10", "ndcg@10", "mrr@10", "coverage@10") if k in s},
+        "n_cases": s["n_cases"],
+        "valid_ndcg@10": s["valid_ndcg@10"],
+        **training,
+        **info,
+        **extra,
+    }
+    records = [sasrec_full]
+    if "sampled_100" in s:
+        sampled = s["sampled_100"]
+        records.append(
+            {
+                "model": "sasrec",
+                "protocol": SAMPLED,
+                "hr@10": sampled["hr@10"],
+                "ndcg@10": sampled["ndcg@10"],
+                "n_cases": sampled["n_cases"],
+                "negatives_seed": NEGATIVES_SEED,
+                "valid_ndcg@10": s["valid_ndcg@10"],
+                **training,
+                **info,
+                **extra,
+            }
+        )
+    p = old["popularity"]
+    records.append(
+        {
+            "model": "popularity",
+            "protocol": FULL,
+            **{k: p[k] for k in ("hr@10", "ndcg@10", "mrr@10") if k in p},
+            "n_cases": p["n_cases"],
+            "split": SPLIT,
+            "seed": None,
+            "config": {"counts": "training events, unweighted (evaluate.popularity_scorer)"},
+            "grid": [],
+            **info,
+        }
     )
-    return f"""
-## MovieLens-1M, SASRec paper's file (`bench/ml1m.py`)
+    return records
 
-Run {r["date"]} on {r["machine"]}. {r["data"]["users"]} users, {r["data"]["items"]} items,
-{r["data"]["events"]} events. Protocol: {r["protocol"]}; last item = test, second-to-last =
-validation (early stopping on NDCG@10). SASRec: full-softmax cross-entropy,
-{s["model_config"]["max_len"]} positions, d={s["model_config"]["d_model"]},
-{s["model_config"]["n_layers"]} blocks, {s["model_config"]["n_heads"]} head(s), dropout
-{s["model_config"]["dropout"]}, lr {s["train_config"]["lr"]}, batch
-{s["train_config"]["batch_size"]}, seed {s["train_config"]["seed"]}, time cap
-{s["train_config"]["time_budget_s"] / 60:.0f} min.
 
-| model | protocol | HR@10 | NDCG@10 | MRR@10 | coverage@10 | train time | epochs (best) |
-|---|---|---|---|---|---|---|---|
-{rows}
-
-Published, same file and full-ranking protocol (Klenitskiy & Vasilev 2023): SASRec+ (CE) HR@10
-0.3152 / NDCG@10 0.1821; SASRec (BCE) 0.2500 / 0.1341; BERT4Rec 0.2843 / 0.1537. Sampled
-protocol (Kang & McAuley 2018): HR@10 0.8245 / NDCG@10 0.5905. Targets for this project:
-NDCG@10 ≥ 0.182 and HR@10 ≥ 0.315 (stretch NDCG@10 ≥ 0.19).
-"""
+# ---- CLI ------------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--time-budget-min", type=float, default=60.0)
-    parser.add_argument("--max-epochs", type=int, default=400)
+    parser.add_argument(
+        "--models",
+        default=",".join(DEFAULT_MODELS),
+        help=f"comma-separated, from {', '.join(MODELS)} (default: all but din)",
+    )
+    parser.add_argument("--time-budget-min", type=float, default=60.0, help="SASRec and DIN cap")
+    parser.add_argument("--max-epochs", type=int, default=400, help="SASRec epoch cap")
+    parser.add_argument("--gru-epochs", type=int, default=30, help="GRU4Rec epoch cap")
+    parser.add_argument(
+        "--gru-budget-min", type=float, default=60.0, help="GRU4Rec training time cap"
+    )
     parser.add_argument("--users", type=int, default=None, help="only the first N users")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument(
         "--save-dir", type=Path, default=None, help="also save the trained SASRec checkpoint here"
     )
-    args = parser.parse_args(argv)
-    data_dir = args.data_dir or default_data_dir()
-    config = TrainConfig(
-        max_epochs=args.max_epochs,
-        batch_size=128,
-        lr=1e-3,
-        weight_decay=0.0,
-        eval_every=5,
-        patience=4,
-        time_budget_s=args.time_budget_min * 60,
-        seed=42,
-        device="auto",
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's own)"
     )
-    result = run(data_dir, max_users=args.users, train_config=config, save_dir=args.save_dir)
-    body = markdown(result)
-    print(body)
-    print(json.dumps(result, indent=2))
-    if not args.no_write:
-        write_section("ml1m", body)
-        history = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-        history.append(result)
-        RESULTS.write_text(json.dumps(history, indent=2) + "\n")
+    parser.add_argument("--note", default=None, help="stored in every record of this run")
+    parser.add_argument(
+        "--import-legacy",
+        type=Path,
+        default=None,
+        help="convert an old-format result (a dict, or a list of them) and append it",
+    )
+    parser.add_argument("--legacy-note", default=None, help="note for --import-legacy")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be at least 1")
+        torch.set_num_threads(args.threads)
+        # numpy's OpenBLAS keeps its own pool: on a busy 2-core box its threads spin against
+        # each other (measured: one iALS half-step 45 s with the default pool, 1.6 s with 1).
+        threadpool_limits(limits=args.threads)
+
+    if args.import_legacy is not None:
+        old = json.loads(args.import_legacy.read_text())
+        olds = old if isinstance(old, list) else [old]
+        records = [r for o in olds for r in records_from_legacy(o, note=args.legacy_note)]
+        print(json.dumps(records, indent=2))
+        if not args.no_write:
+            publish(records)
+        return
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        parser.error(f"--models: unknown {unknown}; choose from {', '.join(MODELS)}")
+    data_dir = args.data_dir or default_data_dir()
+    needed = ([SASREC_FILE] if set(models) & set(RANKING_MODELS) else []) + (
+        [RATINGS_FILE] if set(models) & set(RATING_MODELS) else []
+    )
+    for name in needed:
+        if not (data_dir / name).exists():
+            parser.error(f"{data_dir / name} not found (use --data-dir or RECDEMO_DATA_DIR)")
+    options = RunOptions(
+        sasrec_train=TrainConfig(
+            max_epochs=args.max_epochs,
+            batch_size=128,
+            lr=1e-3,
+            weight_decay=0.0,
+            eval_every=5,
+            patience=4,
+            time_budget_s=args.time_budget_min * 60,
+            seed=SEED,
+            device="auto",
+        ),
+        gru_max_epochs=args.gru_epochs,
+        gru_time_budget_s=args.gru_budget_min * 60,
+        din_time_budget_s=args.time_budget_min * 60,
+        save_dir=args.save_dir,
+        note=args.note,
+    )
+    write = None if args.no_write else publish
+    records = run(data_dir, models, options=options, max_users=args.users, on_records=write)
+    json.dump(records, sys.stdout, indent=2)
+    print()
 
 
 if __name__ == "__main__":

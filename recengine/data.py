@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import torch
 
@@ -91,6 +93,106 @@ def leave_one_out(sequences: Sequences, min_len: int = 3) -> LeaveOneOutSplit:
         valid.append(NextItemCase(user_id, tuple(seq[:-2]), seq[-2]))
         test.append(NextItemCase(user_id, tuple(seq[:-1]), seq[-1]))
     return LeaveOneOutSplit(train, valid, test)
+
+
+# An event time: seconds (int or float) or datetimes, one kind per call (they must compare).
+Timestamp = int | float | datetime
+
+
+@dataclass(frozen=True)
+class TemporalSplit:
+    """One global time line cut twice: train < valid_start <= validation < test_start <= test.
+
+    Every event at or after ``valid_start`` is one case whose history is *all* of that user's
+    events before it (earlier cases of the same window included: they are past, not future).
+    A case is *cold* when its user had no event before its window's cut (``valid_start`` for
+    validation, ``test_start`` for test); cold cases are kept apart because no model trained on
+    those users, and their history holds only the window's own earlier events (often none).
+    """
+
+    train: dict[int, list[int]]  # each user's items before valid_start, in time order
+    valid: list[NextItemCase]  # warm cases in [valid_start, test_start)
+    test: list[NextItemCase]  # warm cases at or after test_start
+    cold_valid: list[NextItemCase]
+    cold_test: list[NextItemCase]
+    valid_start: Timestamp
+    test_start: Timestamp
+
+
+def temporal_split(
+    events: Iterable[tuple[int, int, Timestamp]],
+    valid_share: float = 0.1,
+    test_share: float = 0.1,
+) -> TemporalSplit:
+    """Split (user, item, timestamp) events at two global cut times (a "global temporal" split).
+
+    Unlike :func:`leave_one_out`, where a user's test item may be older than another user's
+    training items, nothing after a cut is known before it: the model is trained on what had
+    happened by ``valid_start``, validated on the next ``valid_share`` of events and tested on the
+    last ``test_share``. Events are put in time order (ties keep their input order); with n
+    events, ``valid_start`` is the timestamp of the event at position ⌊n·(1 − valid_share −
+    test_share)⌋ and ``test_start`` that at ⌊n·(1 − test_share)⌋, so with tied timestamps the
+    windows can hold a little more or less than their share.
+
+    This needs real event times: the synthetic world has them (``world.events[i]["ts"]``, user via
+    the event's session); the MovieLens files used by ``bench/ml1m.py`` do not (the SASRec file
+    is only ordered), so the benchmark keeps leave-one-out.
+    """
+    if not (0 < valid_share < 1 and 0 < test_share < 1 and valid_share + test_share < 1):
+        raise ValueError(
+            "valid_share and test_share must each be in (0, 1) and sum to less than 1, "
+            f"got {valid_share} and {test_share}"
+        )
+    rows = list(events)
+    if not rows:
+        raise ValueError("temporal_split needs at least one (user, item, timestamp) event")
+    for row in rows:
+        if len(row) != 3:
+            raise ValueError(f"each event must be (user, item, timestamp), got {row!r}")
+        stamp = row[2]
+        if isinstance(stamp, float) and math.isnan(stamp):
+            raise ValueError(f"event {row!r} has a NaN timestamp")
+    try:
+        order = sorted(range(len(rows)), key=lambda i: (rows[i][2], i))
+    except TypeError as exc:
+        raise ValueError(f"timestamps must all be of one comparable kind: {exc}") from exc
+    n = len(order)
+    # The small epsilon keeps e.g. 10 · (1 − 0.1 − 0.1) = 7.999… from flooring to 7.
+    first_valid = math.floor(n * (1 - valid_share - test_share) + 1e-9)
+    first_test = math.floor(n * (1 - test_share) + 1e-9)
+    valid_start, test_start = rows[order[first_valid]][2], rows[order[first_test]][2]
+    if not rows[order[0]][2] < valid_start:
+        raise ValueError(
+            f"no event is before the validation cut ({valid_start!r}): nothing to train on; "
+            "lower valid_share + test_share or use finer timestamps"
+        )
+    if not valid_start < test_start:
+        raise ValueError(
+            f"the validation window [{valid_start!r}, {test_start!r}) is empty: too many events "
+            "share one timestamp at the cuts; change the shares or use finer timestamps"
+        )
+
+    train: dict[int, list[int]] = {}
+    past: dict[int, list[int]] = {}
+    first_seen: dict[int, Timestamp] = {}
+    split = TemporalSplit(train, [], [], [], [], valid_start, test_start)
+    for i in order:
+        user, item, stamp = rows[i]
+        history = past.setdefault(user, [])
+        first = first_seen.setdefault(user, stamp)
+        if stamp < valid_start:
+            train.setdefault(user, []).append(item)
+        else:
+            in_valid = stamp < test_start
+            cut = valid_start if in_valid else test_start
+            case = NextItemCase(user, tuple(history), item)
+            warm = first < cut  # the user's first event came before this window's cut
+            if in_valid:
+                (split.valid if warm else split.cold_valid).append(case)
+            else:
+                (split.test if warm else split.cold_test).append(case)
+        history.append(item)
+    return split
 
 
 def left_pad(seq: Sequence[int], length: int) -> list[int]:
