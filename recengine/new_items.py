@@ -1,0 +1,212 @@
+"""Vectors for items the trained model never saw, so they can be scored as hidden · vector.
+
+An item added to the catalog after training has no row in SASRec's item table. It gets one in
+the table's own space from its content, in two steps:
+
+1. Direction. ``"tokens"`` (primary; models trained with content tokens): the mean embedding of
+   the item's category/brand/tag tokens the model knows, i.e. ``SASRec.item_table``'s formula
+   with the id embedding left out: the model's own content representation, with no per-item
+   evidence. ``"neighbours"`` (the fallback, and the only way for id-only models such as the
+   MovieLens SASRec): the mean table row of the ``k`` known items most similar in content
+   (TF-IDF cosine, ``ContentIndex``).
+2. Length. Both directions come out short: the token mean lacks the id part (on the default
+   synthetic world its norm is ~0.29 against ~0.48 for real item vectors) and a mean of k
+   vectors shrinks what they do not share. Since a score is hidden · vector, a short vector
+   can hardly reach the top of a list. The vector is therefore rescaled to the mean norm of its
+   k content neighbours' vectors: "an item like these has a vector this long".
+
+Why this pair: bench/coldstart.py holds 5% of the items out of training and ranks them as new
+items wherever a user reached one. Rescaled token vectors rank the held-out item far better
+than raw token vectors or neighbour means, without crowding known items out of the top 10
+(numbers in docs/benchmarks.md, coldstart section). If neither direction exists (no known
+token, no content overlap) the item gets the mean of all known vectors, rescaled the same way;
+``NewItemVectors.methods`` says which was used per item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from db.repository import ItemRow
+from recengine.coldstart import ContentIndex
+from recengine.data import ItemVocab
+from recengine.features import item_tokens
+from recengine.models.sasrec import SASRec
+
+METHODS = ("tokens", "neighbours")
+DEFAULT_NEIGHBOURS = 10
+
+
+@dataclass(frozen=True)
+class NewItemVectors:
+    """Vectors of catalog items outside the model's vocabulary, in the item table's space."""
+
+    item_ids: tuple[int, ...]
+    vectors: torch.Tensor  # (m, d)
+    methods: tuple[str, ...]  # per item: "tokens", "neighbours" or "mean"
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., m) scores for hidden states (..., d), as ``SASRec.item_logits`` scores known
+        items."""
+        return hidden @ self.vectors.to(hidden.device, hidden.dtype).T
+
+
+@torch.no_grad()
+def token_vector(
+    model: SASRec, token_vocab: Sequence[str], tokens: Sequence[str]
+) -> torch.Tensor | None:
+    """Mean embedding of the tokens the model knows (the first ``tokens_per_item`` distinct ones,
+    as training kept them); None without content tokens or when none is known."""
+    if model.config.n_tokens == 0:
+        return None
+    token_id = {name: i + 1 for i, name in enumerate(token_vocab)}
+    ids = [token_id[t] for t in dict.fromkeys(tokens) if t in token_id]
+    ids = ids[: model.config.tokens_per_item]
+    if not ids:
+        return None
+    return model.token_emb.weight[torch.tensor(ids, device=model.token_emb.weight.device)].mean(0)
+
+
+def content_neighbours(
+    item_id: int, vocab: ItemVocab, content: ContentIndex, k: int = DEFAULT_NEIGHBOURS
+) -> list[int]:
+    """Model indices of the ``k`` known items most content-similar to ``item_id`` (cosine > 0;
+    ties: lower item id first)."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if item_id not in content:
+        raise ValueError(f"item {item_id} is not in the content index: rebuild it with the item")
+    known_rows = np.array([content.row_of[i] for i in vocab.item_ids if i in content])
+    if known_rows.size == 0:
+        return []
+    sims = content.matrix[known_rows] @ content.matrix[content.row_of[item_id]]
+    order = np.lexsort((content.item_ids[known_rows], -sims))[:k]
+    order = order[sims[order] > 0]
+    return vocab.encode(int(content.item_ids[known_rows[r]]) for r in order)
+
+
+@torch.no_grad()
+def neighbour_vector(
+    item_id: int,
+    table: torch.Tensor,
+    vocab: ItemVocab,
+    content: ContentIndex,
+    k: int = DEFAULT_NEIGHBOURS,
+) -> torch.Tensor | None:
+    """Mean ``table`` row (the model's item table) of the k known items most content-similar
+    to ``item_id``, not rescaled; None when it shares no content token with any known item."""
+    indices = content_neighbours(item_id, vocab, content, k)
+    if not indices:
+        return None
+    return table[torch.tensor(indices, device=table.device)].mean(0)
+
+
+def _rescaled(vector: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``vector`` stretched to the mean norm of ``rows``."""
+    length = float(vector.norm())
+    target = float(rows.norm(dim=1).mean())
+    return vector if length < 1e-12 else vector * (target / length)
+
+
+@torch.no_grad()
+def new_item_vectors(
+    model: SASRec,
+    vocab: ItemVocab,
+    token_vocab: Sequence[str],
+    items: Sequence[ItemRow],
+    content: ContentIndex | None = None,
+    *,
+    method: str = "tokens",
+    k: int = DEFAULT_NEIGHBOURS,
+    rescale: bool = True,
+) -> NewItemVectors:
+    """A vector for each of ``items`` (none may be in ``vocab``): ``method``'s direction (the
+    other method, then the mean known vector, as fallbacks), rescaled to the mean norm of the
+    item's k content neighbours (``rescale=False`` keeps the raw vector, for comparisons).
+
+    ``content`` must be an index that includes the new items: it finds the neighbours. Without
+    it ``"neighbours"`` is impossible and every vector is scaled like the average known item.
+    ``token_vocab`` is the checkpoint card's ``token_vocab``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    known = [i.id for i in items if i.id in vocab]
+    if known:
+        raise ValueError(f"items {known[:5]} are in the model's vocabulary: not new items")
+    table = model.item_table()
+    everything = table[1:]
+    order = [method, *(m for m in METHODS if m != method)]
+    vectors: list[torch.Tensor] = []
+    methods: list[str] = []
+    for item in items:
+        neighbours = content_neighbours(item.id, vocab, content, k) if content is not None else []
+        near = table[torch.tensor(neighbours, device=table.device)] if neighbours else everything
+        vector, used = everything.mean(0), "mean"
+        for name in order:
+            if name == "tokens":
+                candidate = token_vector(model, token_vocab, item_tokens(item))
+            else:
+                candidate = near.mean(0) if neighbours else None
+            if candidate is not None:
+                vector, used = candidate, name
+                break
+        vectors.append(_rescaled(vector, near) if rescale else vector)
+        methods.append(used)
+    d = model.config.d_model
+    stacked = torch.stack(vectors) if vectors else torch.zeros(0, d, device=table.device)
+    return NewItemVectors(tuple(i.id for i in items), stacked.detach(), tuple(methods))
+
+
+@torch.no_grad()
+def score_last_with_new(
+    model: SASRec, seqs: torch.Tensor, new: NewItemVectors
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One forward pass: known-item scores (B, n_items + 1), new-item scores (B, m) and the last
+    position's attention (B, T) (last layer, mean over heads), as ``SASRec.score_last``."""
+    out = model.forward(seqs)
+    hidden = out.hidden[:, -1, :]
+    return (
+        model.item_logits(hidden),
+        new.scores(hidden),
+        out.attentions[-1][:, :, -1, :].mean(dim=1),
+    )
+
+
+def attention_over_catalog(
+    catalog_ids: Sequence[int] | np.ndarray,
+    vocab: ItemVocab,
+    known_scores: torch.Tensor,
+    new: NewItemVectors,
+    new_scores: torch.Tensor,
+) -> np.ndarray:
+    """Attention scores (B, C) aligned on ``catalog_ids`` (e.g. ``ContentIndex.item_ids``).
+
+    Every catalog id must be in ``vocab`` or in ``new``; ids of the vocabulary that are not in
+    the catalog any more are dropped.
+    """
+    known_scores = torch.atleast_2d(known_scores).float().cpu()
+    new_scores = torch.atleast_2d(new_scores).float().cpu()
+    new_column = {item: j for j, item in enumerate(new.item_ids)}
+    missing = [int(i) for i in catalog_ids if i not in vocab and int(i) not in new_column]
+    if missing:
+        raise ValueError(
+            f"catalog items {missing[:5]} are neither in the model's vocabulary nor new items "
+            "with a vector: build NewItemVectors for every item the model does not know"
+        )
+    out = np.empty((known_scores.shape[0], len(catalog_ids)), dtype=np.float64)
+    ids = [int(i) for i in catalog_ids]
+    in_vocab = np.array([i in vocab for i in ids], dtype=bool)
+    if in_vocab.any():
+        columns = vocab.encode(i for i in ids if i in vocab)
+        out[:, in_vocab] = known_scores[:, columns].numpy()
+    if (~in_vocab).any():
+        columns = [new_column[i] for i in ids if i not in vocab]
+        out[:, ~in_vocab] = new_scores[:, columns].numpy()
+    return out

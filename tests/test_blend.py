@@ -1,0 +1,297 @@
+"""Blending content and attention by history length; onboarding profiles; blend.json."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from db.repository import ItemRow
+from db.synthetic import generate_world
+from recengine.blend import (
+    BLEND_FILE,
+    KAPPA_GRID,
+    NEVER_SHOWN,
+    BlendCases,
+    BlendConfig,
+    BlendConfigError,
+    blend,
+    kappa_ranks,
+    load_blend_config,
+    normalise,
+    save_blend_config,
+    truncated_cases,
+    tune_kappa,
+    weight,
+)
+from recengine.checkpoint import CARD_FILE, ModelCard
+from recengine.coldstart import ContentIndex
+from tests.conftest import TEST_WORLD
+
+# ---- normalisation and the blend, against hand-computed values --------------------------------
+
+
+def test_zscore_blend_matches_hand_computation() -> None:
+    # Candidates are the first three items (the fourth is −inf on the attention side).
+    # attention 2, 0, 1: mean 1, population sd √(2/3) → z = +1.2247, −1.2247, 0
+    # content 0, 1, 0.5: mean 0.5, sd √(1/6) → z = −1.2247, +1.2247, 0
+    # n = 6, κ = 2: w = 6/8 = 0.75 → 0.75·z_att + 0.25·z_con = +0.6124, −0.6124, 0
+    z = math.sqrt(1.5)
+    scores = blend([2.0, 0.0, 1.0, -np.inf], [0.0, 1.0, 0.5, 0.0], 6, BlendConfig.default(2.0))
+    expected = [0.75 * z - 0.25 * z, -0.75 * z + 0.25 * z, 0.0, -np.inf]
+    np.testing.assert_allclose(scores, expected, atol=1e-12)
+
+
+def test_no_history_is_content_only_and_ignores_attention() -> None:
+    # content 0, 1, 0.5, 0 over all four items: mean 0.375, sd √0.171875
+    content = [0.0, 1.0, 0.5, 0.0]
+    sd = math.sqrt(0.171875)
+    expected = [(c - 0.375) / sd for c in content]
+    for attention in ([2.0, 0.0, 1.0, -np.inf], [5.0, 5.0, 5.0, 5.0]):
+        np.testing.assert_allclose(blend(attention, content, 0), expected, atol=1e-12)
+
+
+def test_kappa_zero_is_attention_only_and_infinity_content_only() -> None:
+    attention, content = [3.0, 0.0, 4.0], [1.0, 3.0, 0.0]
+    only_attention = BlendConfig.default(0.0)
+    only_content = BlendConfig.default(math.inf)
+    np.testing.assert_allclose(blend(attention, content, 4, only_attention), normalise(attention))
+    np.testing.assert_allclose(blend(attention, content, 4, only_content), normalise(content))
+
+
+def test_rank_normalisation_averages_ties_over_candidates() -> None:
+    # Candidates 3, 1, 1, 2: ranks 4, 1.5, 1.5, 3 → (rank − 1) / 3
+    out = normalise(np.array([3.0, 1.0, 1.0, -np.inf, 2.0]), "rank")
+    np.testing.assert_allclose(out, [1.0, 1 / 6, 1 / 6, -np.inf, 2 / 3])
+
+
+def test_batch_blend_uses_each_rows_history_length() -> None:
+    attention = np.array([[2.0, 0.0, 1.0], [2.0, 0.0, 1.0]])
+    content = np.array([[0.0, 1.0, 0.5], [0.0, 1.0, 0.5]])
+    config = BlendConfig.default(2.0)
+    rows = blend(attention, content, [0, 2], config)
+    np.testing.assert_allclose(rows[0], blend(attention[0], content[0], 0, config))
+    np.testing.assert_allclose(rows[1], blend(attention[1], content[1], 2, config))
+    # n = 2, κ = 2: w = 1/2 and the z-scores cancel exactly.
+    np.testing.assert_allclose(rows[1], [0.0, 0.0, 0.0], atol=1e-12)
+
+
+def test_constant_scores_carry_no_preference() -> None:
+    np.testing.assert_array_equal(normalise(np.array([1.0, 1.0, -np.inf])), [0.0, 0.0, -np.inf])
+
+
+def test_bad_scores_are_refused() -> None:
+    with pytest.raises(ValueError, match="NaN"):
+        blend([np.nan, 1.0], [0.0, 1.0], 1)
+    with pytest.raises(ValueError, match="align"):
+        blend([1.0, 2.0, 3.0], [0.0, 1.0], 1)
+    with pytest.raises(ValueError, match="normalisation"):
+        normalise(np.array([1.0]), "softmax")
+
+
+# ---- the weight ------------------------------------------------------------------------------
+
+
+def test_weight_is_zero_without_history_and_tends_to_one() -> None:
+    for kappa in KAPPA_GRID:
+        assert weight(0, kappa) == 0.0
+    assert weight(3, 1.0) == 0.75
+    assert weight(1, 0.0) == 1.0
+    assert weight(50, math.inf) == 0.0
+    weights = [weight(n, 4.0) for n in range(1, 200)]
+    assert all(a < b for a, b in itertools.pairwise(weights))
+    assert weight(10**6, 4.0) > 0.9999
+    with pytest.raises(ValueError, match="kappa"):
+        weight(1, -1.0)
+    with pytest.raises(ValueError, match="history length"):
+        weight(-1, 1.0)
+
+
+def test_config_weight_uses_the_bucket_kappa_and_borrows_for_untuned_buckets() -> None:
+    config = BlendConfig({"1": 1.0, "11-20": 4.0})
+    assert config.weight(0) == 0.0
+    assert config.weight(1) == 0.5  # 1 / (1 + 1)
+    assert config.weight(12) == 0.75  # 12 / (12 + 4)
+    assert config.kappa_for(2) == 1.0  # "2-3" is next to "1"
+    assert config.kappa_for(4) == 4.0  # "4-5" is as far from both: the longer side wins
+    assert config.kappa_for(500) == 4.0
+    with pytest.raises(ValueError, match="unknown history buckets"):
+        BlendConfig({"2-5": 1.0})
+
+
+# ---- tuning κ --------------------------------------------------------------------------------
+
+# A case whose target (column 0) wins only for w in (0.476, 0.577):
+# z(attention 3, 0, 4) = 0.3922, −1.3728, 0.9806; z(content 1, 3, 0) = −0.2673, 1.3363, −1.0690;
+# target − X = 3.3686·w − 1.6036 > 0 ⇔ w > 0.476; target − Y = 0.8017 − 1.3901·w > 0 ⇔ w < 0.577.
+# The only grid weight inside is 0.5: κ = 1 at n = 1, κ = 8 at n = 8.
+WINDOW_ATTENTION, WINDOW_CONTENT = [3.0, 0.0, 4.0], [1.0, 3.0, 0.0]
+
+
+def test_kappa_ranks_follow_the_weight_window() -> None:
+    cases = BlendCases(
+        attention=np.array([WINDOW_ATTENTION]),
+        content=np.array([WINDOW_CONTENT]),
+        targets=np.array([0]),
+        lengths=np.array([1]),
+    )
+    ranks = kappa_ranks(cases)[0]
+    # κ: 0 (w 1), 0.5 (.67), 1 (.5), 2 (.33), 4 (.2), 8, 16, 32, ∞ (w 0)
+    # w = 1 and w ≥ .67: Y first, target second; w ≤ .33: X first, target second.
+    assert ranks.tolist() == [1, 1, 0, 1, 1, 1, 1, 1, 1]
+
+
+def test_tune_kappa_picks_the_kappa_that_gives_the_winning_weight() -> None:
+    window = (WINDOW_ATTENTION, WINDOW_CONTENT)
+    # Two candidates: z = ±1, so the content-right target wins iff w < 1/2, i.e. κ > n = 2.
+    content_right = ([0.0, 1.0], [1.0, 0.0])
+    cases = [(window, 1), (window, 8), (content_right, 2)]
+    batches = [
+        BlendCases(
+            attention=np.array([att + [-np.inf] * (3 - len(att))]),
+            content=np.array([con + [-np.inf] * (3 - len(con))]),
+            targets=np.array([0]),
+            lengths=np.array([n]),
+        )
+        for (att, con), n in cases
+    ]
+    config = tune_kappa(batches, data_fingerprint="abc")
+    # n = 2: κ = 4, 8, 16, 32, ∞ all win; ties go to the first in the grid.
+    assert dict(config.kappas) == {"1": 1.0, "2-3": 4.0, "6-10": 8.0}
+    assert config.tuning["6-10"]["ndcg@10"]["8.0"] == 1.0
+    assert config.tuning["6-10"]["ndcg@10"]["4.0"] == pytest.approx(1 / math.log2(3))
+    assert config.data_fingerprint == "abc"
+
+
+def test_a_target_outside_the_candidates_is_never_shown() -> None:
+    cases = BlendCases(
+        attention=np.array([[1.0, -np.inf]]),
+        content=np.array([[1.0, -np.inf]]),
+        targets=np.array([1]),
+        lengths=np.array([3]),
+    )
+    assert set(kappa_ranks(cases)[0].tolist()) == {NEVER_SHOWN}
+
+
+def test_truncated_cases_cut_the_history_before_the_held_out_target() -> None:
+    sequences = {1: [10, 11, 12, 13, 14], 2: [20, 21]}
+    valid = truncated_cases(sequences, split="valid", lengths=[0, 2, 5])
+    assert [(c.history, c.target) for c in valid] == [((), 13), ((11, 12), 13)]
+    test = truncated_cases(sequences, split="test", lengths=[1, 4])
+    assert [(c.history, c.target) for c in test] == [((13,), 14), ((10, 11, 12, 13), 14)]
+
+
+# ---- blend.json beside the checkpoint ---------------------------------------------------------
+
+
+def _write_card(directory: Path, data_fingerprint: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    card = ModelCard("sasrec", {}, [1, 2], data_fingerprint, "catalog")
+    (directory / CARD_FILE).write_text(card.to_json())
+
+
+def test_blend_json_round_trip(tmp_path: Path) -> None:
+    _write_card(tmp_path, "fp-1")
+    config = BlendConfig(
+        {"1": math.inf, "2-3": 2.0, "51+": 0.0}, "rank", "fp-1", {"1": {"n_cases": 3}}
+    )
+    path = save_blend_config(tmp_path, config)
+    assert path == tmp_path / BLEND_FILE
+    assert json.loads(path.read_text())["kappas"]["1"] == "inf"
+    loaded = load_blend_config(tmp_path, "fp-1")
+    assert loaded == config
+    assert loaded.weight(1) == 0.0 and loaded.weight(2) == 0.5 and loaded.weight(60) == 1.0
+
+
+def test_blend_json_refuses_another_checkpoint(tmp_path: Path) -> None:
+    _write_card(tmp_path, "fp-1")
+    save_blend_config(tmp_path, BlendConfig({"1": 2.0}, data_fingerprint="fp-1"))
+    with pytest.raises(BlendConfigError, match="tuned for data fp-1"):
+        load_blend_config(tmp_path, "fp-2")
+    with pytest.raises(BlendConfigError, match="trained on fp-1"):
+        save_blend_config(tmp_path, BlendConfig({"1": 2.0}, data_fingerprint="fp-2"))
+    with pytest.raises(ValueError, match="fingerprint"):
+        save_blend_config(tmp_path, BlendConfig({"1": 2.0}))
+
+
+def test_missing_or_broken_blend_json_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(BlendConfigError, match="No blend config"):
+        load_blend_config(tmp_path, "fp-1")
+    (tmp_path / BLEND_FILE).write_text('{"format_version": 1, "kappas": ')
+    with pytest.raises(BlendConfigError, match="unreadable"):
+        load_blend_config(tmp_path, "fp-1")
+
+
+# ---- onboarding profiles ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def catalog() -> list[ItemRow]:
+    world = generate_world(TEST_WORLD)
+    return [
+        ItemRow(
+            i["id"], i["title"], i["category"], i["brand"], tuple(i["tags"].split(",")), None, ""
+        )
+        for i in world.items
+    ]
+
+
+@pytest.fixture(scope="module")
+def index(catalog: list[ItemRow]) -> ContentIndex:
+    # Popularity favours items outside the chosen categories: it must not outrank the choice.
+    return ContentIndex(catalog, {i.id: (0 if i.category == "Toys" else 100) for i in catalog})
+
+
+def test_onboarding_categories_rank_their_items_first(
+    catalog: list[ItemRow], index: ContentIndex
+) -> None:
+    chosen = {"Toys", "Kitchen"}
+    n_chosen = sum(i.category in chosen for i in catalog)
+    picks = index.recommend_onboarding(k=n_chosen + 5, categories=["toys", "KITCHEN"])
+    category = {i.id: i.category for i in catalog}
+    assert picks.source == "content"
+    assert {category[i] for i in picks.item_ids[:n_chosen]} == chosen
+    assert not {category[i] for i in picks.item_ids[n_chosen:]} & chosen
+
+
+def test_onboarding_items_and_tags_shape_the_profile(
+    catalog: list[ItemRow], index: ContentIndex
+) -> None:
+    book = next(i for i in catalog if i.category == "Books")
+    picks = index.recommend_onboarding(k=5, items=[book.id])
+    assert book.id not in picks.item_ids
+    assert {next(i for i in catalog if i.id == p).category for p in picks.item_ids} == {"Books"}
+    # One chosen item is the item's own unit TF-IDF vector.
+    np.testing.assert_allclose(
+        index.onboarding_profile(items=[book.id]), index.matrix[index.row_of[book.id]], atol=1e-6
+    )
+    tagged = index.recommend_onboarding(k=3, tags=["kids"])
+    assert all("kids" in next(i for i in catalog if i.id == p).tags for p in tagged.item_ids)
+
+
+def test_onboarding_refuses_unknown_or_empty_choices(index: ContentIndex) -> None:
+    with pytest.raises(ValueError, match="category 'Spaceships'"):
+        index.onboarding_profile(categories=["Spaceships"])
+    with pytest.raises(ValueError, match="item 999999"):
+        index.onboarding_profile(items=[999_999])
+    with pytest.raises(ValueError, match="at least one"):
+        index.onboarding_profile()
+
+
+def test_history_recommend_is_the_top_of_the_profile_scores(
+    catalog: list[ItemRow], index: ContentIndex
+) -> None:
+    history = [(catalog[3].id, "view"), (catalog[10].id, "purchase")]
+    picks = index.recommend(history, k=5)
+    scores = index.scores(index.profile(history))
+    scores[[index.row_of[i] for i, _ in history]] = -np.inf
+    assert picks.item_ids == [
+        int(index.item_ids[r]) for r in np.argsort(-scores, kind="stable")[:5]
+    ]
+    # No history: the popularity fallback is the score vector's order too.
+    assert index.recommend([], k=3).source == "popularity"
+    np.testing.assert_allclose(index.scores(None), 0.02 * index.popularity)
