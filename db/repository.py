@@ -8,7 +8,7 @@ nothing is written. Catalog and user queries are scoped to one dataset.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, Select, func, insert, or_, select
@@ -77,10 +77,19 @@ class UserRow:
     name: str
     persona: dict
     is_synthetic: bool
+    # What the user told us (e.g. onboarding choices), as opposed to the generated persona.
+    preferences: dict = field(default_factory=dict)
 
     @classmethod
     def from_orm(cls, user: User) -> UserRow:
-        return cls(user.id, user.dataset_id, user.name, dict(user.persona or {}), user.is_synthetic)
+        return cls(
+            user.id,
+            user.dataset_id,
+            user.name,
+            dict(user.persona or {}),
+            user.is_synthetic,
+            dict(user.preferences or {}),
+        )
 
 
 @dataclass(frozen=True)
@@ -187,6 +196,14 @@ class Repository:
             if user is None:
                 raise UnknownIdError(f"Unknown user id {user_id!r}")
             return UserRow.from_orm(user)
+
+    def update_preferences(self, user_id: int, preferences: dict) -> None:
+        """Replace the user's stated preferences (JSON); an unknown id is refused."""
+        with DbSession(self.write_engine) as db, db.begin():
+            user = db.get(User, user_id)
+            if user is None:
+                raise UnknownIdError(f"Unknown user id {user_id!r}")
+            user.preferences = dict(preferences)
 
     def create_user(
         self,

@@ -7,6 +7,7 @@ import streamlit as st
 from db.errors import UnknownIdError
 from recengine.service import Recommendations
 from ui.charts import history_weights_chart, history_weights_frame
+from ui.explain_view import explanation_panel
 from ui.sidebar import current_session, sidebar
 from ui.state import get_service
 from ui.text import item_caption, plain
@@ -17,6 +18,7 @@ SOURCE_LABEL = {
     "attention": ":blue-badge[attention]",
     "content": ":orange-badge[content]",
     "popularity": ":gray-badge[popularity]",
+    "new item": ":green-badge[new item]",
 }
 KIND_ICON = {
     "view": ":material/visibility:",
@@ -74,15 +76,17 @@ with catalog_col:
 def draw_recommendations(recs: Recommendations) -> None:
     if recs.notice:
         st.warning(plain(recs.notice), icon=":material/warning:")
-    if recs.source == "attention":
+    if recs.weight > 0:
         st.caption(
-            f"{recs.n_events} events in this user's history: the attention model ranks "
-            f"all items ({recs.elapsed_ms:.0f} ms)."
+            f"{recs.n_events} events in this user's history. Score = w·attention + "
+            f"(1 − w)·content with w(n) = n / (n + κ) = **{recs.weight:.2f}** "
+            f"(κ = {recs.kappa:g}); all items ranked in {recs.elapsed_ms:.0f} ms."
         )
+        st.progress(recs.weight, text=f"attention model's share w(n) = {recs.weight:.2f}")
     else:
         st.info(
-            f"Cold start: {recs.n_events} event(s), the attention model takes over at "
-            f"{recs.cold_start_threshold}. These are **{recs.source}** picks.",
+            f"Cold start: {recs.n_events} event(s), the attention model joins from "
+            f"{recs.cold_start_threshold} known event(s). These are **{recs.source}** picks.",
             icon=":material/ac_unit:",
         )
     with st.container(key="rec_list"):
@@ -116,7 +120,10 @@ def draw_recommendations(recs: Recommendations) -> None:
         )
     ]
     st.markdown(f"{SOURCE_LABEL.get(pick.source, pick.source)} **{plain(pick.item.title)}**")
-    if pick.history_weights and recs.history:
+    explanation = service.explain(recs).get(pick.item.id)
+    if explanation is not None:
+        explanation_panel(recs.history, explanation)
+    elif pick.history_weights and recs.history:
         st.caption(recs.weights_label)
         frame = history_weights_frame(recs, pick)
         st.altair_chart(history_weights_chart(frame), key="weights_chart", width="stretch")
@@ -124,9 +131,25 @@ def draw_recommendations(recs: Recommendations) -> None:
         st.caption("No history yet: this pick is simply popular.")
 
 
+def onboarding(recs: Recommendations) -> None:
+    """A new user tells us a few categories; they shape the content picks from the start."""
+    with st.expander("New here? Pick a few categories you like", expanded=recs.n_events == 0):
+        chosen = st.multiselect(
+            "Categories",
+            service.categories(),
+            default=service.onboarding(user_id),
+            key=f"onboarding_{user_id}",
+        )
+        if st.button("Save choices", key="save_onboarding"):
+            service.set_onboarding(user_id, chosen)
+            st.rerun()
+
+
 with recs_col:
     st.subheader("Recommended for this user")
     recs = service.recommend_for_session(session_id, k=10)
+    if recs.n_events < 5:
+        onboarding(recs)
     draw_recommendations(recs)
     with st.expander(f"History ({recs.n_events} events, latest first)"):
         for h in reversed(recs.history[-20:]):

@@ -60,7 +60,7 @@ from recengine.models.tisasrec import TiSASRec
 
 ScoreKind = Literal["logit", "log_prob"]
 METHODS = ("attention", "rollout", "occlusion", "grad_input", "split")
-EVENT_KINDS = ("view", "cart", "purchase")
+EVENT_KINDS = ("view", "cart", "purchase", "rating")
 # Removing an item must cost the pick at least this many places to count as "partly because".
 MIN_RANK_SHIFT = 3
 
@@ -146,6 +146,8 @@ def _clause(kind: str, title: str) -> str:
         return f"bought {title}"
     if kind == "cart":
         return f"put {title} in your cart"
+    if kind == "rating":
+        return f"rated {title}"
     return f"viewed {title}"
 
 

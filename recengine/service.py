@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
+import numpy as np
 from faker import Faker
 from sqlalchemy import Engine
 
@@ -20,6 +20,13 @@ from db.engine import create_schema, describe_location, make_engine
 from db.errors import UnknownIdError
 from db.repository import DatasetRow, HistoryEvent, ItemRow, Repository, ShownItem, UserRow
 from db.synthetic import DEFAULT_DATASET_NAME, seed_database, world_config
+from recengine.blend import (
+    BlendConfig,
+    BlendConfigError,
+    load_blend_config,
+    save_blend_config,
+    tune_blend,
+)
 from recengine.checkpoint import (
     CheckpointError,
     LoadedModel,
@@ -28,9 +35,11 @@ from recengine.checkpoint import (
     save_checkpoint,
 )
 from recengine.coldstart import ContentIndex
-from recengine.data import fingerprint, pad_batch
+from recengine.data import fingerprint
 from recengine.device import pick_device
+from recengine.explain import Explanation, explain_top
 from recengine.features import item_tokens
+from recengine.ranking import HybridRanker, Ranking
 from recengine.settings import Settings
 from recengine.train import ProgressCallback, TrainConfig, TrainResult, train_sasrec
 
@@ -39,6 +48,9 @@ log = logging.getLogger(__name__)
 # The app's default model: SASRec with content tokens in the item vectors (docs/benchmarks.md
 # compares it with id embeddings only). ~10 events per item is sparse, hence the high dropout.
 DEFAULT_MODEL_CONFIG: dict[str, object] = {"dropout": 0.5}
+
+# κ is tuned on at most this many users' validation targets (seconds, not minutes, to train).
+BLEND_TUNING_USERS = 2000
 
 DEVICES = ("desktop", "mobile", "tablet")
 TIMES_OF_DAY = ("morning", "afternoon", "evening", "night")
@@ -49,9 +61,12 @@ class Recommendation:
     rank: int
     item: ItemRow
     score: float
-    source: str  # "attention", "content" or "popularity"
+    source: str  # "attention", "content", "popularity" or "new item"
     # Weight of each item in ``Recommendations.history`` behind this pick (sums to 1), or empty.
     history_weights: tuple[float, ...]
+    # The two parts of ``score``: w·z(attention) and (1 − w)·z(content).
+    attention_part: float = 0.0
+    content_part: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +91,9 @@ class Recommendations:
     elapsed_ms: float = 0.0
     # Which model made the list ("sasrec:<data fingerprint>", "content", "popularity").
     model: str = ""
+    # The attention model's share w(n) = n / (n + κ) of the blended score, and the κ used.
+    weight: float = 0.0
+    kappa: float | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +126,10 @@ class RecService:
         self._content: ContentIndex | None = None
         self._items: dict[int, ItemRow] | None = None
         self._dataset: DatasetRow | None = None
+        self._blend = BlendConfig.default()
+        self._blend_note = "not loaded"
+        self._ranker: HybridRanker | None = None
+        self._explained: dict[tuple, dict[int, Explanation]] = {}
 
     # ---- set-up ---------------------------------------------------------------------------
     @property
@@ -151,6 +173,7 @@ class RecService:
         with self._lock:
             self._content = None
             self._items = None
+            self._ranker = None
 
     @property
     def items(self) -> dict[int, ItemRow]:
@@ -185,7 +208,19 @@ class RecService:
                 self._model, self._model_error = None, str(exc)
             else:
                 self._model, self._model_error = loaded, None
+                self._load_blend(loaded)
+            self._ranker = None
+            self._explained.clear()
             return self.model_status()
+
+    def _load_blend(self, loaded: LoadedModel) -> None:
+        try:
+            self._blend = load_blend_config(loaded.path, loaded.card.data_fingerprint)
+            self._blend_note = "κ tuned on validation data per history length"
+        except BlendConfigError as exc:
+            self._blend = BlendConfig.default()
+            self._blend_note = f"default κ = {self._blend.kappa_for(1):g} ({exc})"
+            log.info("blend config: %s", self._blend_note)
 
     def model_status(self) -> ModelStatus:
         if self._model is None:
@@ -196,7 +231,7 @@ class RecService:
             f"SASRec loaded from {self._model.path} ({len(card.item_ids)} items, "
             f"device {self.device})",
             metrics=card.metrics,
-            training=card.training,
+            training={**card.training, "blend": self._blend_note},
         )
 
     def train_model(
@@ -230,7 +265,9 @@ class RecService:
                 train_config=config,
                 progress=progress,
             )
+            result.card.dataset = self.dataset.name
             save_checkpoint(self.checkpoint_path, result.model, result.card)
+            self._tune_blend(result, items, sequences)
             self.repo.add_model_run(
                 self.dataset.id,
                 "sasrec",
@@ -251,6 +288,30 @@ class RecService:
             return result
         finally:
             self._train_lock.release()
+
+    def _tune_blend(
+        self, result: TrainResult, items: list[ItemRow], sequences: dict[int, list[int]]
+    ) -> None:
+        """κ per history length on the validation targets, saved beside the checkpoint."""
+        # Popularity as of the training part: the held-out items must not leak into it.
+        counts: dict[int, int] = {}
+        for seq in sequences.values():
+            for item in seq[:-2]:
+                counts[item] = counts.get(item, 0) + 1
+        users = sorted(sequences)[:BLEND_TUNING_USERS]
+        try:
+            config = tune_blend(
+                result.model,
+                result.vocab,
+                ContentIndex(items, counts),
+                sequences,
+                data_fingerprint=result.card.data_fingerprint,
+                users=users,
+            )
+        except ValueError as exc:  # too little validation data: keep the default κ
+            log.warning("blend tuning skipped: %s", exc)
+            return
+        save_blend_config(self.checkpoint_path, config)
 
     # ---- users, sessions, events ----------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -339,93 +400,159 @@ class RecService:
         return recs
 
     def recommend(self, user_id: int, k: int = 10) -> Recommendations:
-        """Top-k for a user: attention model once the history is long enough, else content."""
+        """Top-k for a user: content and attention blended by how much history there is."""
         if k < 1:
             raise ValueError("k must be at least 1")
         started = time.perf_counter()
-        self.get_user(user_id)  # refuses an unknown id or another dataset's user
+        user = self.get_user(user_id)  # refuses an unknown id or another dataset's user
         history = self.history(user_id)
-        threshold = self.settings.cold_start_min_events
-        model = self._model
         notice = None
-        if model is None:
+        if self._model is None:
             notice = (
                 f"Attention model unavailable: {self._model_error}. "
                 "Showing content-based / popularity picks instead."
             )
-        if model is not None and len(history) >= threshold:
-            result = self._recommend_attention(model, user_id, history, k)
-            if result is not None:
-                return _with_time(result, started)
+        ranker = self.ranker
+        ranking = ranker.rank(
+            [(h.item.id, h.kind) for h in history], k, self._onboarding_profile(user)
+        )
+        known_enough = len(history) >= self.settings.cold_start_min_events
+        if ranker.model is not None and known_enough and not ranking.window:
             notice = "None of this user's items are known to the model: content-based picks."
-        result = self._recommend_content(user_id, history, k, notice)
-        return _with_time(result, started)
+        return _with_time(self._recommendations(user_id, history, ranking, notice), started)
 
-    def _recommend_attention(
-        self, model: LoadedModel, user_id: int, history: list[HistoryItem], k: int
-    ) -> Recommendations | None:
-        window = [h for h in history if h.item.id in model.vocab][-model.model.config.max_len :]
-        if not window:
-            return None
-        seq = pad_batch([model.vocab.encode(h.item.id for h in window)], len(window))
-        with torch.no_grad():
-            scores, attention = model.model.score_last(seq.to(self.device))
-        scores = scores[0].float().cpu()
-        weights = tuple(float(w) for w in attention[0].float().cpu())
-        scores[0] = float("-inf")
-        seen = model.vocab.encode({h.item.id for h in history})
-        scores[seen] = float("-inf")
-        n_candidates = int(torch.isfinite(scores).sum())
-        top = torch.topk(scores, min(k, n_candidates))
-        picks = [
-            Recommendation(
-                rank, self.items[model.vocab.decode(int(idx))], float(score), "attention", weights
+    @property
+    def ranker(self) -> HybridRanker:
+        with self._lock:
+            if self._ranker is None:
+                self._ranker = HybridRanker(
+                    self.content,
+                    self._model,
+                    self._blend,
+                    list(self.items.values()),
+                    self.device,
+                    self.settings.cold_start_min_events,
+                )
+            return self._ranker
+
+    def _recommendations(
+        self, user_id: int, history: list[HistoryItem], ranking: Ranking, notice: str | None
+    ) -> Recommendations:
+        items = self.items
+        if ranking.window:
+            # The model's window: the known items, newest max_len (the model's own view).
+            known = [h for h in history if self._model and h.item.id in self._model.vocab]
+            shown = known[-len(ranking.window) :]
+        else:
+            shown = [h for h in history if h.item.id in self.content]
+        shares = self.content.history_shares(
+            [p.item_id for p in ranking.picks], [(h.item.id, h.kind) for h in shown]
+        )
+        picks = []
+        for rank, pick in enumerate(ranking.picks, 1):
+            if pick.source in ("attention", "new item") and ranking.attention:
+                weights = tuple(ranking.attention)
+            else:
+                weights = tuple(shares[rank - 1]) if shares else ()
+            picks.append(
+                Recommendation(
+                    rank,
+                    items[pick.item_id],
+                    pick.score,
+                    pick.source,
+                    weights,
+                    pick.attention_part,
+                    pick.content_part,
+                )
             )
-            for rank, (score, idx) in enumerate(zip(top.values, top.indices, strict=True), 1)
-        ]
+        if ranking.weight >= 1.0:
+            source = "attention"
+        elif ranking.weight > 0.0:
+            source = "blend"
+        else:
+            source = ranking.content_source
+        model = self._model
         return Recommendations(
             user_id=user_id,
             items=picks,
-            history=window,
-            source="attention",
+            history=shown if (ranking.window or ranking.content_source == "content") else [],
+            source=source,
             weights_label=(
-                "SASRec attention of the last position over the history "
-                "(last layer, mean over heads; the same for every pick)"
+                "Attention picks: SASRec attention of the last position over the history "
+                "(last layer, mean over heads; the same for every attention pick). Content "
+                "picks: each history item's share of the content similarity."
             ),
             n_events=len(history),
             cold_start_threshold=self.settings.cold_start_min_events,
-            model=f"sasrec:{model.card.data_fingerprint}",
+            notice=notice,
+            model=f"sasrec:{model.card.data_fingerprint}"
+            if model is not None and ranking.weight > 0
+            else ranking.content_source,
+            weight=ranking.weight,
+            kappa=ranking.kappa,
         )
 
-    def _recommend_content(
-        self, user_id: int, history: list[HistoryItem], k: int, notice: str | None
-    ) -> Recommendations:
-        content = self.content  # once: another thread may rebuild the index meanwhile
-        picks = content.recommend([(h.item.id, h.kind) for h in history], k)
-        known = [h for h in history if h.item.id in content]
-        items = [
-            Recommendation(
-                rank,
-                self.items[item_id],
-                score,
-                picks.source,
-                tuple(picks.history_weights[rank - 1]) if picks.history_weights else (),
-            )
-            for rank, (item_id, score) in enumerate(
-                zip(picks.item_ids, picks.scores, strict=True), 1
-            )
-        ]
-        return Recommendations(
-            user_id=user_id,
-            items=items,
-            history=known if picks.source == "content" else [],
-            source=picks.source,
-            weights_label="Share of each history item in the content similarity of this pick",
-            n_events=len(history),
-            cold_start_threshold=self.settings.cold_start_min_events,
-            notice=notice,
-            model=picks.source,
+    # ---- onboarding -----------------------------------------------------------------------
+    def set_onboarding(self, user_id: int, categories: list[str]) -> None:
+        """Store a new user's chosen categories; they shape the content side of every list."""
+        user = self.get_user(user_id)
+        if categories:  # an empty choice clears it
+            self.content.onboarding_profile(categories=categories)  # refuses unknown names
+        self.repo.update_preferences(
+            user_id, {**user.preferences, "onboarding_categories": list(categories)}
         )
+
+    def onboarding(self, user_id: int) -> list[str]:
+        return list(self.get_user(user_id).preferences.get("onboarding_categories", []))
+
+    def _onboarding_profile(self, user: UserRow) -> np.ndarray | None:
+        chosen = user.preferences.get("onboarding_categories") or []
+        # A category may have left the catalog since it was chosen: use the ones still there.
+        known = [c for c in chosen if c in set(self.categories())]
+        return self.content.onboarding_profile(categories=known) if known else None
+
+    # ---- explanations ---------------------------------------------------------------------
+    def explain(self, recs: Recommendations) -> dict[int, Explanation]:
+        """Attention, rollout, occlusion, faithfulness and a reason for every pick the model
+        scored (item id -> Explanation); empty when the model played no part in the list.
+
+        All picks share one batched pass; the result is cached per (model, history, list), so
+        reruns of the page that show the same list cost nothing.
+        """
+        model = self._model
+        if model is None or recs.weight == 0.0 or not recs.history:
+            return {}
+        window = [h for h in recs.history if h.item.id in model.vocab]
+        picks = [r for r in recs.items if r.item.id in model.vocab]
+        if not window or not picks:
+            return {}
+        key = (
+            recs.model,
+            tuple(h.event_id for h in window),
+            tuple(r.item.id for r in picks),
+        )
+        cached = self._explained.get(key)
+        if cached is not None:
+            return cached
+        popular = self.content.scores(None)
+        top_popular = {
+            int(self.content.item_ids[row]) for row in np.argsort(-popular)[: 5 * len(recs.items)]
+        }
+        explanations = explain_top(
+            model.model,
+            model.vocab.encode(h.item.id for h in window),
+            [model.vocab.index_of(r.item.id) for r in picks],
+            titles=[h.item.title for h in window],
+            kinds=[h.kind for h in window],
+            list_size=len(recs.items),
+            popular_items={model.vocab.index_of(i) for i in top_popular if i in model.vocab},
+        )
+        result = {r.item.id: e for r, e in zip(picks, explanations, strict=True)}
+        with self._lock:
+            if len(self._explained) > 256:
+                self._explained.clear()
+            self._explained[key] = result
+        return result
 
 
 def _with_time(result: Recommendations, started: float) -> Recommendations:

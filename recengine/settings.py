@@ -35,8 +35,9 @@ class Settings:
     state_dir: Path = DEFAULT_STATE_DIR
     database_url: str | None = None
     model_dir_override: Path | None = None
-    # Users with fewer events than this get content-based picks instead of the attention model.
-    cold_start_min_events: int = 3
+    # The attention model joins the blend once a user has this many events it knows; fewer get
+    # content-based picks (w(n) then moves the weight over smoothly, see recengine/ranking.py).
+    cold_start_min_events: int = 1
     # Seed of the synthetic world and of model training: same seed, same rows, same weights.
     seed: int = 7
     # Size of the synthetic world made on first start ("default" or "tiny", see db/synthetic.py).
@@ -54,7 +55,7 @@ class Settings:
             state_dir=Path(os.environ.get("RECDEMO_STATE_DIR") or DEFAULT_STATE_DIR),
             database_url=os.environ.get("RECDEMO_DATABASE_URL") or None,
             model_dir_override=Path(model_dir) if model_dir else None,
-            cold_start_min_events=_env_int("RECDEMO_COLD_START_MIN_EVENTS", 3),
+            cold_start_min_events=_env_int("RECDEMO_COLD_START_MIN_EVENTS", 1),
             seed=_env_int("RECDEMO_SEED", 7),
             world_size=os.environ.get("RECDEMO_WORLD_SIZE", "default"),
             dataset=os.environ.get("RECDEMO_DATASET") or "synthetic",

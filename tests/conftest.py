@@ -16,6 +16,7 @@ import pytest
 
 from db.engine import create_schema
 from db.synthetic import WORLD_SIZES, seed_database
+from recengine.blend import BUCKET_NAMES, BlendConfig, save_blend_config
 from recengine.service import DEFAULT_MODEL_CONFIG, RecService
 from recengine.settings import Settings
 from recengine.train import TrainConfig
@@ -25,6 +26,20 @@ TEST_WORLD = replace(WORLD_SIZES["tiny"], n_users=200, seed=7)
 TINY_TRAIN = TrainConfig(max_epochs=60, eval_every=5, patience=4, time_budget_s=30, seed=7)
 # The app's default model, smaller, so the whole suite trains it in seconds.
 TINY_MODEL = {**DEFAULT_MODEL_CONFIG, "d_model": 32, "max_len": 30}
+
+
+# κ of the blend in tests: w(n) = n / (n + 2), so the model has a share from the first event.
+TEST_KAPPA = 2.0
+
+
+def use_fixed_kappa(service: RecService, kappa: float) -> None:
+    """Replace the tuned blend of the service's checkpoint by one κ for every history length."""
+    card = service._model.card  # type: ignore[union-attr]
+    config = BlendConfig(
+        {name: kappa for name in BUCKET_NAMES}, data_fingerprint=card.data_fingerprint
+    )
+    save_blend_config(service.checkpoint_path, config)
+    service.load_model()
 
 
 def tiny_settings(state_dir: Path, **changes: object) -> Settings:
@@ -59,6 +74,12 @@ def trained_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     seed_database(service.engine, TEST_WORLD)
     service.train_model(train_config=TINY_TRAIN, model_config=TINY_MODEL)
     assert service.model_status().ready
+    # Training tuned κ per history length (tests/test_service.py checks that file). On the tiny
+    # world content often wins, so κ can be ∞ (content only); the other tests get a fixed κ and
+    # a predictable hand-over instead.
+    tuned = service.checkpoint_path / "blend.json"
+    shutil.copy(tuned, state_dir / "tuned_blend.json")
+    use_fixed_kappa(service, TEST_KAPPA)
     service.engine.dispose()  # closes connections, so the WAL is folded into app.db
     return state_dir
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from db.errors import UnknownIdError
+from recengine.blend import BlendConfig
 from recengine.checkpoint import CARD_FILE, WEIGHTS_FILE
 from recengine.service import RecService
-from tests.conftest import tiny_settings
+from tests.conftest import TEST_KAPPA, tiny_settings
 
 
 def new_user_session(service: RecService) -> tuple[int, int]:
@@ -32,41 +33,105 @@ def test_trained_model_beats_popularity_on_held_out_last_event(service: RecServi
     assert sasrec["ndcg@10"] > pop["ndcg@10"] * 1.5
 
 
-def test_new_user_gets_popularity_then_content_then_attention(service: RecService) -> None:
-    threshold = service.settings.cold_start_min_events
+def test_new_user_hand_over_from_content_to_attention_follows_w(service: RecService) -> None:
     user, session = new_user_session(service)
     recs = service.recommend(user, k=5)
-    assert recs.source == "popularity" and recs.n_events == 0
+    assert recs.source == "popularity" and recs.n_events == 0 and recs.weight == 0.0
     assert len(recs.items) == 5 and all(r.source == "popularity" for r in recs.items)
 
-    phone = service.search_catalog(category="Phones", limit=1)[0]
-    service.record_event(session, phone.id, "view")
+    phones = service.search_catalog(category="Phones", limit=6)
+    service.record_event(session, phones[0].id, "view")
+    recs = service.recommend(user, k=10)
+    # n = 1: the model has w(1) = 1 / (1 + κ) of the score, content the rest.
+    assert recs.source == "blend"
+    assert recs.weight == pytest.approx(1 / (1 + TEST_KAPPA))
+    assert phones[0].id not in {r.item.id for r in recs.items}
+    assert {r.source for r in recs.items} <= {"attention", "content", "new item"}
+    for r in recs.items:
+        assert r.score == pytest.approx(r.attention_part + r.content_part)
+    scores = [r.score for r in recs.items]
+    assert scores == sorted(scores, reverse=True)
+
+    weights = [recs.weight]
+    for n, item in enumerate(phones[1:5], start=2):
+        service.record_event(session, item.id, "cart")
+        recs = service.recommend(user, k=10)
+        assert recs.weight == pytest.approx(n / (n + TEST_KAPPA))
+        weights.append(recs.weight)
+    assert weights == sorted(weights) and weights[-1] > 0.6
+
+
+def test_below_min_events_the_model_stays_out(state_dir: Path) -> None:
+    service = RecService(tiny_settings(state_dir, cold_start_min_events=3))
+    service.ensure_database()
+    service.load_model()
+    user, session = new_user_session(service)
+    phones = service.search_catalog(category="Phones", limit=3)
+    for item in phones[:2]:
+        service.record_event(session, item.id, "view")
+    recs = service.recommend(user, k=5)
+    assert recs.source == "content" and recs.weight == 0.0
+    assert all(r.source == "content" and r.attention_part == 0.0 for r in recs.items)
+    # Content picks after two phone views lean to the same category or its accessories.
+    assert sum("Phone" in r.item.category for r in recs.items) >= 3
+    for r in recs.items:  # each pick explains itself over the history items
+        assert sum(r.history_weights) == pytest.approx(1.0)
+    service.record_event(session, phones[2].id, "view")
+    assert service.recommend(user, k=5).weight == pytest.approx(3 / (3 + TEST_KAPPA))
+    service.engine.dispose()
+
+
+def test_training_tunes_kappa_per_history_length(state_dir: Path) -> None:
+    tuned = BlendConfig.from_json((state_dir / "tuned_blend.json").read_text())
+    assert set(tuned.tuning) and "1" in tuned.tuning
+    for bucket, measured in tuned.tuning.items():
+        # The chosen κ is the validation-best of the grid (NDCG@10).
+        ndcg = measured["ndcg@10"]
+        best = max(ndcg.values())
+        chosen = tuned.kappas[bucket]
+        key = "inf" if chosen == float("inf") else str(float(chosen))
+        assert ndcg[key] == pytest.approx(best)
+
+
+def test_onboarding_categories_shape_a_new_users_first_picks(service: RecService) -> None:
+    user, _ = new_user_session(service)
+    service.set_onboarding(user, ["Toys"])
+    assert service.onboarding(user) == ["Toys"]
     recs = service.recommend(user, k=5)
     assert recs.source == "content"
-    assert phone.id not in {r.item.id for r in recs.items}
-    # Content picks after one phone view lean to the same category or its accessories.
-    assert sum("Phone" in r.item.category for r in recs.items) >= 3
-    for r in recs.items:  # each pick explains itself over the one history item
-        assert r.history_weights == pytest.approx((1.0,))
+    assert all(r.item.category == "Toys" for r in recs.items)
+    with pytest.raises(ValueError, match="Nope"):
+        service.set_onboarding(user, ["Nope"])
+    assert service.onboarding(user) == ["Toys"]  # nothing changed
 
-    others = [i for i in service.search_catalog(category="Phones", limit=5) if i.id != phone.id]
-    for item in others[: threshold - 1]:
-        service.record_event(session, item.id, "cart")
+
+def test_explanations_of_attention_picks_are_faithful_to_removals(service: RecService) -> None:
+    user = busiest_user(service)
     recs = service.recommend(user, k=10)
-    assert recs.n_events == threshold
-    assert recs.source == "attention"
-    assert all(r.source == "attention" for r in recs.items)
+    explained = service.explain(recs)
+    assert explained and set(explained) <= {r.item.id for r in recs.items}
+    window_ids = [h.item.id for h in recs.history]
+    model = service._model
+    assert model is not None
+    for e in explained.values():
+        assert [model.vocab.decode(i) for i in e.history] == window_ids
+        assert e.attention is not None and e.attention.sum() == pytest.approx(1.0, abs=1e-5)
+        assert e.occlusion is not None and len(e.occlusion) == len(window_ids)
+        assert e.reason is not None and e.reason.text
+        assert "attention" in e.faithfulness
+    assert service.explain(recs) is explained  # cached for reruns of the same list
 
 
 def test_attention_picks_remove_seen_items_and_carry_weights(service: RecService) -> None:
     user = busiest_user(service)
     recs = service.recommend(user, k=10)
-    assert recs.source == "attention"
+    assert recs.source == "blend" and recs.weight > 0.9
     seen = {h.item.id for h in service.history(user)}
     assert len(recs.items) == 10
     assert not seen & {r.item.id for r in recs.items}
     scores = [r.score for r in recs.items]
     assert scores == sorted(scores, reverse=True)
+    assert any(r.source == "attention" for r in recs.items)
     for r in recs.items:
         assert len(r.history_weights) == len(recs.history)
         assert sum(r.history_weights) == pytest.approx(1.0, abs=1e-5)
@@ -239,7 +304,7 @@ def test_training_does_not_block_recommendations_and_refuses_a_second_run(
         assert started.wait(timeout=30)
         # Mid-training: other sessions are still served, a second training is refused.
         recs = service.recommend(busiest_user(service), k=5)
-        assert recs.source == "attention" and len(recs.items) == 5
+        assert recs.source == "blend" and len(recs.items) == 5
         with pytest.raises(RuntimeError, match="being trained already"):
             service.train_model(train_config=TINY_TRAIN, model_config=TINY_MODEL)
     finally:
