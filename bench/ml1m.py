@@ -4,6 +4,7 @@
                          [--time-budget-min 60] [--save-dir DIR] [--threads N] [--note TEXT]
                          [--gru-epochs 30] [--gru-budget-min 60] [--max-epochs 400]
     python -m bench.ml1m --import-legacy OLD.json [--legacy-note TEXT]
+    python -m bench.ml1m --from-snapshot SNAPSHOT.pt [--note TEXT] [--save-dir DIR] [--no-write]
 
 Next-item protocol (Klenitskiy & Vasilev, RecSys 2023): ``sasrec_ml-1m.txt.gz`` (6,040 users,
 3,416 items, 999,611 events, time-ordered per user); per user the last item = test, the
@@ -39,6 +40,9 @@ and draws the ``ml1m`` section of ``docs/benchmarks.md``: the latest full-file r
 protocol) with its date. A ``--users N`` run appends records too, marked by ``max_users``, but
 never reaches the table. ``--import-legacy`` converts a result of the old format (one dict with
 ``sasrec`` and ``popularity``) with :func:`records_from_legacy` and appends it.
+``--from-snapshot`` scores the best weights of a SASRec training snapshot
+(``recengine/snapshot.py``, e.g. of a long run that is still training or was stopped) exactly as
+a SASRec run of this benchmark would, and appends those records (:func:`evaluate_snapshot`).
 
 The data directory is ``--data-dir``, else ``RECDEMO_DATA_DIR``, else ``../shared/data/
 movielens/ml-1m`` beside the repository. Nothing from it is written into the repository.
@@ -54,7 +58,9 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -82,9 +88,10 @@ from db.importers.formats import (
     parse_ratings,
 )
 from db.importers.sources import LineReader, Member
-from recengine.checkpoint import save_checkpoint
+from recengine.checkpoint import ModelCard, save_checkpoint
 from recengine.data import ItemVocab, NextItemCase, leave_one_out
-from recengine.evaluate import BatchScorer, evaluate_cases, evaluate_report
+from recengine.device import pick_device
+from recengine.evaluate import BatchScorer, evaluate_cases, evaluate_report, popularity_scorer
 from recengine.models.als import ALS, ALSConfig
 from recengine.models.base import FitReport, Interactions
 from recengine.models.content_tfidf import ContentTfidf
@@ -93,8 +100,11 @@ from recengine.models.gru4rec import GRU4Rec, GRU4RecConfig
 from recengine.models.itemknn import ItemKNN, ItemKNNConfig
 from recengine.models.mf_biased import BiasedMF, BiasedMFConfig, Triple, rating_metrics
 from recengine.models.popularity import Popularity, PopularityConfig
+from recengine.models.sasrec import SASRec
 from recengine.models.userknn import UserKNN, UserKNNConfig
-from recengine.train import TrainConfig, model_scorer, train_sasrec
+from recengine.snapshot import TrainingSnapshot, load_snapshot
+from recengine.train import PreparedData, TrainConfig, model_scorer, prepare_data, train_sasrec
+from recengine.train import _metrics as card_metrics  # the card's metric dicts, as fit() makes them
 
 ROOT = Path(__file__).resolve().parent.parent
 SASREC_FILE = "sasrec_ml-1m.txt.gz"
@@ -642,6 +652,200 @@ def run_sasrec(data: NextItemData, options: RunOptions) -> list[dict[str, Any]]:
     )
 
 
+# ---- a SASRec training snapshot, scored as a finished run would be ---------------------------
+
+SNAPSHOT_IDENTITY_KEYS = frozenset({"data", "model_config", "train", "world_size"})
+
+
+def read_snapshot(path: Path) -> TrainingSnapshot:
+    """The training snapshot at ``path``, read from a private copy of the file.
+
+    A training process replaces its snapshot after every validation; reading a copy means one
+    whole snapshot is read even if a new one lands meanwhile. ``load_snapshot`` checks the
+    format and fields; the identity is checked against the data by :func:`snapshot_model`.
+    """
+    if not path.is_file():
+        raise ValueError(f"Training snapshot {path} not found")
+    with tempfile.TemporaryDirectory(prefix="ml1m-snapshot-") as tmp:
+        copy = Path(tmp) / path.name
+        shutil.copyfile(path, copy)
+        try:
+            payload = torch.load(copy, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ValueError(f"Training snapshot {path} is unreadable: {exc}") from exc
+        identity = payload.get("identity") if isinstance(payload, dict) else None
+        if not isinstance(identity, dict) or not SNAPSHOT_IDENTITY_KEYS <= identity.keys():
+            raise ValueError(
+                f"{path} is not a training snapshot (recengine/snapshot.py): it has no "
+                f"identity with {', '.join(sorted(SNAPSHOT_IDENTITY_KEYS))}"
+            )
+        try:
+            return load_snapshot(copy, identity)  # its own identity: only format and fields
+        except ValueError as exc:
+            raise ValueError(str(exc).replace(str(copy), str(path))) from exc
+
+
+@dataclass
+class SnapshotModel:
+    snapshot: TrainingSnapshot
+    prepared: PreparedData  # the data as train_sasrec prepared it for this model config
+    model: SASRec  # the snapshot's best weights, in eval mode
+
+
+def _describe(data: NextItemData) -> str:
+    info = data.info
+    part = f"the first {info['max_users']} users of " if info["max_users"] else ""
+    size = f"{info['users']} users, {data.n_items} items"
+    return f"{part}{data.data_dir / info['data_file']} ({size})"
+
+
+def snapshot_model(
+    snapshot: TrainingSnapshot, data: NextItemData, source: Path, device: torch.device
+) -> SnapshotModel:
+    """The snapshot's SASRec with its *best* weights; ValueError if it belongs to other data.
+
+    The data is prepared exactly as ``train_sasrec`` prepares it, so the identity the training
+    run stored (fingerprint of sequences, catalog and content tokens) is recomputed, not guessed.
+    """
+    if snapshot.best_state is None:
+        raise ValueError(f"Training snapshot {source} holds no best weights (no validation yet)")
+    overrides = dict(snapshot.identity["model_config"])
+    n_items = overrides.pop("n_items", None)
+    if n_items != data.n_items:
+        raise ValueError(
+            f"Training snapshot {source} is of a model over {n_items} items, but "
+            f"{_describe(data)} has {data.n_items}: it was trained on other data"
+        )
+    try:
+        prepared = prepare_data(data.sequences, list(data.vocab.item_ids), model_config=overrides)
+    except TypeError as exc:
+        raise ValueError(
+            f"Training snapshot {source} has a model config this code cannot build: {exc}"
+        ) from exc
+    if snapshot.identity["data"] != prepared.identity:
+        raise ValueError(
+            f"Training snapshot {source} was trained on other data: its data fingerprint is "
+            f"{snapshot.identity['data']}, {_describe(data)} gives {prepared.identity}"
+        )
+    if snapshot.identity["model_config"] != prepared.config.to_dict():
+        raise ValueError(
+            f"Training snapshot {source} has model config {snapshot.identity['model_config']}, "
+            f"but on {_describe(data)} it builds {prepared.config.to_dict()}"
+        )
+    model = SASRec(prepared.config)
+    if prepared.tokens is not None:
+        model.set_item_tokens(prepared.tokens)
+    try:
+        model.load_state_dict(snapshot.best_state)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"Training snapshot {source}: its best weights do not fit its model config: {exc}"
+        ) from exc
+    model.to(device).eval()
+    return SnapshotModel(snapshot, prepared, model)
+
+
+def snapshot_train_settings(snapshot: TrainingSnapshot) -> dict[str, Any]:
+    """What a snapshot keeps of its run's TrainConfig: the settings that shape the optimisation
+    (``recengine.snapshot.TRAJECTORY_FIELDS``) and, from its history, the epoch cap."""
+    settings = dict(snapshot.identity["train"])
+    if snapshot.history:
+        settings["max_epochs"] = snapshot.history[-1]["max_epochs"]
+    return settings
+
+
+def snapshot_note(snapshot: TrainingSnapshot, note: str | None = None) -> str:
+    text = (
+        f"best weights of a training snapshot (epoch {snapshot.epoch}, best epoch "
+        f"{snapshot.best_epoch}, {snapshot.elapsed_s / 60:.0f} min of training), not a finished run"
+    )
+    return f"{text}; {note}" if note else text
+
+
+def _snapshot_card(
+    built: SnapshotModel, scorer: BatchScorer, valid: dict[str, Any], source: Path
+) -> ModelCard:
+    """The model card ``recengine.train.fit`` would have written for these weights."""
+    snapshot, prepared = built.snapshot, built.prepared
+    pop = popularity_scorer(prepared.train_seqs, len(prepared.vocab))
+    # The snapshot does not name its device; a CUDA generator state means it trained on a GPU.
+    trained_on = "cuda" if snapshot.rng_states[0].get("cuda") is not None else "cpu"
+    return ModelCard(
+        model="sasrec",
+        model_config=prepared.config.to_dict(),
+        item_ids=list(prepared.vocab.item_ids),
+        token_vocab=prepared.token_names,
+        data_fingerprint=prepared.data_fingerprint,
+        catalog_fingerprint="",  # as run_sasrec: the benchmark's file has no catalog rows
+        metrics={
+            "sasrec": {"valid": valid, "test": card_metrics(scorer, prepared.test)},
+            "popularity": {
+                "valid": card_metrics(pop, prepared.valid),
+                "test": card_metrics(pop, prepared.test),
+            },
+        },
+        training={
+            **snapshot_train_settings(snapshot),
+            "epochs_run": snapshot.epoch,
+            "best_epoch": snapshot.best_epoch,
+            "train_seconds": round(snapshot.elapsed_s, 2),
+            "device": trained_on,
+            "n_users": prepared.n_users,
+            "n_events": prepared.n_events,
+            "n_train_windows": len(prepared.inputs),
+            "torch": torch.__version__,
+            "world_size": snapshot.identity["world_size"],
+            "resumed_from_epoch": None,
+            "from_snapshot": str(source),
+        },
+    )
+
+
+def evaluate_snapshot(path: Path, data: NextItemData, options: RunOptions) -> list[dict[str, Any]]:
+    """SASRec records (full ranking + sampled) of a training snapshot's best weights.
+
+    Scored as :func:`run_sasrec` scores a trained model; epochs, best epoch and train time are
+    the snapshot's, the train config is :func:`snapshot_train_settings`. The records' note says
+    they come from a snapshot, then ``options.note``; each record also names the snapshot. With
+    ``options.save_dir`` the model is saved as a checkpoint the app and the benches can load.
+    """
+    device = pick_device(options.sasrec_train.device)
+    snapshot = read_snapshot(path)
+    built = snapshot_model(snapshot, data, path, device)
+    scorer = model_scorer(built.model, device)
+    # The validation NDCG as run_sasrec takes it: from the card's metrics (rounded there).
+    valid = card_metrics(scorer, built.prepared.valid)
+    settings = snapshot_train_settings(snapshot)
+    records = _ranking_records(
+        "sasrec",
+        scorer,
+        data,
+        replace(options, note=snapshot_note(snapshot, options.note)),
+        valid_ndcg=float(valid["ndcg@10"]),
+        train_seconds=snapshot.elapsed_s,
+        tuning_seconds=snapshot.elapsed_s,
+        epochs=snapshot.epoch,
+        best_epoch=snapshot.best_epoch,
+        seed=settings["seed"],
+        config={"model": built.prepared.config.to_dict(), "train": settings},
+        grid=[],
+    )
+    source = {
+        "file": str(path.resolve()),
+        "epoch": snapshot.epoch,
+        "best_epoch": snapshot.best_epoch,
+        "best_valid_ndcg@10": round(snapshot.best_ndcg, 4),
+        "evals_since_best": snapshot.evals_since_best,
+        "elapsed_seconds": round(snapshot.elapsed_s, 1),
+    }
+    for record in records:
+        record["snapshot"] = source
+    if options.save_dir is not None:
+        card = _snapshot_card(built, scorer, valid, path.resolve())
+        save_checkpoint(options.save_dir, built.model, card)
+    return records
+
+
 def run_biased_mf(data_dir: Path, options: RunOptions, max_users: int | None) -> list[dict]:
     """Biased MF and the global mean on a seeded random 90/10 split of the explicit ratings."""
     split = rating_split(load_ratings(data_dir, max_users))
@@ -857,7 +1061,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="convert an old-format result (a dict, or a list of them) and append it",
     )
     parser.add_argument("--legacy-note", default=None, help="note for --import-legacy")
+    parser.add_argument(
+        "--from-snapshot",
+        type=Path,
+        default=None,
+        help="score the best weights of this SASRec training snapshot and append its records",
+    )
     args = parser.parse_args(argv)
+    if args.import_legacy is not None and args.from_snapshot is not None:
+        parser.error("--import-legacy and --from-snapshot cannot be combined")
     if args.threads is not None:
         if args.threads < 1:
             parser.error("--threads must be at least 1")
@@ -875,6 +1087,36 @@ def main(argv: Sequence[str] | None = None) -> None:
             publish(records)
         return
 
+    sasrec_train = TrainConfig(
+        max_epochs=args.max_epochs,
+        batch_size=128,
+        lr=1e-3,
+        weight_decay=0.0,
+        eval_every=5,
+        patience=4,
+        time_budget_s=args.time_budget_min * 60,
+        seed=SEED,
+        device="auto",
+    )
+    if args.from_snapshot is not None:
+        data_dir = args.data_dir or default_data_dir()
+        if not (data_dir / SASREC_FILE).exists():
+            parser.error(f"{data_dir / SASREC_FILE} not found (use --data-dir or RECDEMO_DATA_DIR)")
+        options = RunOptions(sasrec_train=sasrec_train, save_dir=args.save_dir, note=args.note)
+        try:
+            records = evaluate_snapshot(
+                args.from_snapshot, next_item_data(data_dir, args.users), options
+            )
+        except ValueError as exc:
+            parser.error(f"--from-snapshot: {exc}")
+        for record in records:
+            print(" ", summary(record), flush=True)
+        json.dump(records, sys.stdout, indent=2)
+        print()
+        if not args.no_write:
+            publish(records)
+        return
+
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
@@ -887,17 +1129,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not (data_dir / name).exists():
             parser.error(f"{data_dir / name} not found (use --data-dir or RECDEMO_DATA_DIR)")
     options = RunOptions(
-        sasrec_train=TrainConfig(
-            max_epochs=args.max_epochs,
-            batch_size=128,
-            lr=1e-3,
-            weight_decay=0.0,
-            eval_every=5,
-            patience=4,
-            time_budget_s=args.time_budget_min * 60,
-            seed=SEED,
-            device="auto",
-        ),
+        sasrec_train=sasrec_train,
         gru_max_epochs=args.gru_epochs,
         gru_time_budget_s=args.gru_budget_min * 60,
         din_time_budget_s=args.time_budget_min * 60,
