@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from bench.ml1m import ML1M_MODEL, SASREC_FILE, default_data_dir, load_sequences
-from bench.report import machine, today, write_section
+from bench.report import append_result, machine, today, write_section
 from db.importers import formats
 from db.importers.sources import LineReader, Member
 from db.repository import ItemRow
@@ -90,21 +90,6 @@ ML1M_SHORT_MODEL = {**ML1M_MODEL, "max_len": 50}
 
 
 # ---- data ------------------------------------------------------------------------------------
-
-
-def world_items(world: World) -> list[ItemRow]:
-    return [
-        ItemRow(
-            i["id"],
-            i["title"],
-            i["category"],
-            i["brand"],
-            tuple(t for t in i["tags"].split(",") if t),
-            i["price"],
-            i["description"],
-        )
-        for i in world.items
-    ]
 
 
 def _genre_tag(genre: str) -> str:
@@ -414,7 +399,7 @@ def new_item_holdout(
 
 def run_synthetic(size: str, seed: int, time_budget_s: float, holdout: bool = True) -> dict:
     world = generate_world(world_config(size, seed))
-    items = world_items(world)
+    items = world.item_rows()
     sequences = world.user_sequences()
     train_config = TrainConfig(seed=seed, device="cpu", time_budget_s=time_budget_s)
     result = train_sasrec(
@@ -684,9 +669,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(body)
     if not args.no_write:
         write_section("coldstart", body)
-        history = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-        history.append(result)
-        RESULTS.write_text(json.dumps(history, indent=2) + "\n")
+        append_result(RESULTS, result)
 
 
 if __name__ == "__main__":

@@ -31,8 +31,7 @@ from typing import Any
 
 import torch
 
-from bench.report import machine, today, write_section
-from db.repository import ItemRow
+from bench.report import append_result, machine, today, write_section
 from db.synthetic import WORLD_SIZES, World, generate_world
 from recengine.data import ItemVocab
 from recengine.evaluate import target_ranks
@@ -56,20 +55,7 @@ MODELS = (("sasrec", "SASRec", False), ("context_sasrec", "SASRec + context", Tr
 
 def world_item_tokens(world: World) -> dict[int, list[str]]:
     """Content tokens of the world's items, as the app makes them from database rows."""
-    return {
-        i["id"]: item_tokens(
-            ItemRow(
-                i["id"],
-                i["title"],
-                i["category"],
-                i["brand"],
-                tuple(t for t in i["tags"].split(",") if t),
-                i["price"],
-                i["description"],
-            )
-        )
-        for i in world.items
-    }
+    return {item.id: item_tokens(item) for item in world.item_rows()}
 
 
 def hits_at_10(result: ContextTrainResult, cases: list[ContextCase]) -> list[bool]:
@@ -283,9 +269,7 @@ def main() -> None:
     print(body)
     if not args.no_write:
         write_section("context", body)
-        history = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-        history.append(entry)
-        RESULTS.write_text(json.dumps(history, indent=2) + "\n")
+        append_result(RESULTS, entry)
 
 
 if __name__ == "__main__":

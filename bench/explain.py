@@ -39,8 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.report import machine, percentiles, today, write_section
-from db.repository import ItemRow
+from bench.report import append_result, machine, percentiles, today, write_section
 from db.synthetic import WORLD_SIZES, World, generate_world
 from recengine.coldstart import ContentIndex
 from recengine.explain import Explanation, explain_pick, explain_top, kendall_tau, uniform_attention
@@ -77,21 +76,6 @@ def user_events(world: World) -> dict[int, list[dict]]:
         for e in seq:
             e["cause_position"] = position.get(e["cause_event_id"])
     return events
-
-
-def item_rows(world: World) -> list[ItemRow]:
-    return [
-        ItemRow(
-            i["id"],
-            i["title"],
-            i["category"],
-            i["brand"],
-            tuple(t for t in i["tags"].split(",") if t),
-            i["price"],
-            i["description"],
-        )
-        for i in world.items
-    ]
 
 
 # ---- scoring a ranking of history positions against the cause --------------------------------
@@ -147,7 +131,7 @@ def randomised(model: SASRec, seed: int, last_block_only: bool) -> SASRec:
 
 def train(world: World, held_out: set[int], budget_s: float) -> TrainResult:
     sequences = {u: s for u, s in world.user_sequences().items() if u not in held_out}
-    items = item_rows(world)
+    items = world.item_rows()
     started = time.perf_counter()
     result = train_sasrec(
         sequences,
@@ -215,7 +199,7 @@ def run(quick: bool) -> dict:
     print(f"{len(cases)} trigger cases, {len(hits)} with the target in the top-10")
 
     # Content similarity of items by their TF-IDF rows (as ContentIndex builds them).
-    content = ContentIndex(item_rows(world), {})
+    content = ContentIndex(world.item_rows(), {})
     rows = np.array([content.row_of[vocab.decode(i)] for i in range(1, len(vocab) + 1)])
     unit = content.matrix[rows]  # (n_items, tokens): row i − 1 is model index i
 
@@ -595,9 +579,7 @@ def main() -> None:
     print(json.dumps(result, indent=1, default=float)[:3000])
     if not args.no_write:
         write_section("explain", body)
-        runs = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-        runs.append(result)
-        RESULTS.write_text(json.dumps(runs, indent=2, default=float) + "\n")
+        append_result(RESULTS, result)
 
 
 if __name__ == "__main__":

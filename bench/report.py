@@ -6,6 +6,7 @@ it again replaces that section and leaves the others alone.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -62,3 +63,10 @@ def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+def append_result(path: Path, entry: dict) -> None:
+    """Add one run to a results file (a JSON list), so runs can be compared over time."""
+    runs = json.loads(path.read_text()) if path.exists() else []
+    runs.append(entry)
+    path.write_text(json.dumps(runs, indent=2, default=float) + "\n")

@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine, insert, select
 
 from db.bulk import advance_id_sequences, insert_batches, next_id
 from db.engine import writer
+from db.repository import ItemRow
 from db.schema import (
     EVENT_REASONS,
     Dataset,
@@ -189,6 +190,21 @@ class World:
     sessions: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     trigger_pairs: list[tuple[int, int]] = field(default_factory=list)
+
+    def item_rows(self) -> list[ItemRow]:
+        """The catalog as the repository returns it, for code that works without a database."""
+        return [
+            ItemRow(
+                i["id"],
+                i["title"],
+                i["category"],
+                i["brand"],
+                tuple(t for t in i["tags"].split(",") if t),
+                i["price"],
+                i["description"],
+            )
+            for i in self.items
+        ]
 
     def user_sequences(self) -> dict[int, list[int]]:
         """Each user's item ids in time order: the world as a sequence model sees it."""

@@ -40,10 +40,10 @@ from db.migrate import current_revision
 from db.repository import Repository
 from recengine.checkpoint import checkpoint_dir
 from recengine.experiment import RunOutcome, run_model
-from recengine.service import RecService, catalog_fingerprint
+from recengine.service import RecService
 from recengine.settings import Settings
 from recengine.train import TrainConfig, TrainProgress
-from recengine.training_data import TrainingData, from_database, from_sasrec_file
+from recengine.training_data import TrainingData, from_sasrec_file
 from recengine.zoo import ZooEntry, get_model, model_names
 
 RUNS_JSON_FILE = "model_runs.jsonl"
@@ -242,14 +242,7 @@ def cmd_train_model(settings: Settings, args: argparse.Namespace) -> None:
             models = settings.model_dir / f"file-{_file_stem(data_file)}"
         else:
             service = open_dataset(settings, args.dataset or settings.dataset)
-            items = list(service.items.values())
-            data = from_database(
-                service.engine,
-                service.dataset.id,
-                service.dataset.name,
-                items,
-                catalog_fingerprint(items),
-            )
+            data = service.training_data()
             models = settings.model_dir / service.dataset.name
         model_dir = checkpoint_dir(models, f"{entry.name}-default")
         print(

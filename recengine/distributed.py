@@ -250,9 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Imported here: the service pulls in the database layer, which the library part above
     # does not need.
     from recengine.checkpoint import save_checkpoint
-    from recengine.service import DEFAULT_MODEL_CONFIG, RecService, catalog_fingerprint
+    from recengine.service import DEFAULT_MODEL_CONFIG, RecService
     from recengine.settings import Settings
-    from recengine.training_data import from_database, from_sasrec_file
+    from recengine.training_data import from_sasrec_file
 
     args = _parser().parse_args(argv)
     try:
@@ -273,14 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if leader:  # one process creates/migrates the database, the others wait
                     service.ensure_database()
                 dist.barrier(device_ids=[device.index] if device.type == "cuda" else None)
-                items = list(service.items.values())
-                data = from_database(
-                    service.engine,
-                    service.dataset.id,
-                    service.dataset.name,
-                    items,
-                    catalog_fingerprint(items),
-                )
+                data = service.training_data()
             model_config = args.model_config
             if model_config is None:
                 model_config = DEFAULT_MODEL_CONFIG if service is not None else {}

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,9 +19,8 @@ from db.engine import create_schema
 from recengine import distributed
 from recengine.checkpoint import load_checkpoint
 from recengine.distributed import TORCHRUN_ENV, DDPTeam, main, process_group
-from recengine.service import RecService, catalog_fingerprint
+from recengine.service import RecService
 from recengine.train import TrainConfig, train_sasrec
-from recengine.training_data import from_database
 from tests.conftest import TEST_WORLD, tiny_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,14 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # on, each rank draws its own masks and the runs would differ by training noise instead.
 MODEL = {"d_model": 16, "max_len": 20, "n_layers": 1, "n_heads": 2, "dropout": 0.0}
 TRAIN = {"max_epochs": 6, "batch_size": 64, "eval_every": 2, "patience": 10, "time_budget_s": 1e6}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_team(rank: int, world_size: int) -> DDPTeam:
@@ -129,10 +119,7 @@ def test_two_cpu_processes_match_one(tiny_state: Path) -> None:
 
     # The same training in this process.
     service = RecService(tiny_settings(tiny_state))
-    items = list(service.items.values())
-    data = from_database(
-        service.engine, service.dataset.id, service.dataset.name, items, catalog_fingerprint(items)
-    )
+    data = service.training_data()
     config = TrainConfig(**TRAIN, seed=7, device="cpu")  # type: ignore[arg-type]
     single = train_sasrec(
         data.sequences,

@@ -4,7 +4,6 @@ training, a planted trigger rule, determinism, and a small win over popularity."
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -18,15 +17,6 @@ from recengine.models.din import DIN, DINConfig, DINNet, DINTrainConfig
 
 N_ITEMS = 30
 SMALL = {"d_model": 8, "attention_hidden": (8, 4), "mlp_hidden": (8,), "dropout": 0.0}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny models: one thread beats two that compete with other work on a 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_net(seed: int = 0, **overrides: object) -> DINNet:

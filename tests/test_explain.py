@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -28,15 +27,6 @@ from recengine.models.sasrec import SASRec, SASRecConfig
 from recengine.models.tisasrec import TiSASRec, TiSASRecConfig
 
 N_ITEMS = 40
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny models: one thread beats two that compete with other work on a 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def sasrec(seed: int = 0, n_layers: int = 2, n_heads: int = 2, tokens: bool = False) -> SASRec:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -19,14 +18,6 @@ SMALL = {"d_model": 16, "max_len": 8, "n_layers": 1, "n_heads": 2, "dropout": 0.
 # several batches per epoch at batch_size 4.
 SEQUENCES = {u: [(u + k) % 20 + 1 for k in range(8)] for u in range(12)}
 CATALOG = list(range(1, 21))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def small_config(**changes: object) -> TrainConfig:
