@@ -38,6 +38,10 @@ class SASRecConfig:
     # Size of the content-token vocabulary (0: id embeddings only) and tokens kept per item.
     n_tokens: int = 0
     tokens_per_item: int = 8
+    # Training objective: 0 = full-softmax cross-entropy over the whole catalog; N > 0 = sampled
+    # softmax against N uniformly drawn negatives shared by the batch (for catalogs too large to
+    # score at every position; Klenitskiy & Vasilev 2023 use a few thousand).
+    loss_negatives: int = 0
 
     def to_dict(self) -> dict[str, int | float]:
         return asdict(self)
@@ -217,12 +221,31 @@ class SASRec(nn.Module):
         return logits.index_fill(-1, torch.tensor([0], device=logits.device), float("-inf"))
 
     def loss(self, seqs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Full-softmax cross-entropy of the next item at every non-padding position."""
+        """Cross-entropy of the next item at every non-padding position: full softmax, or
+        sampled softmax when ``config.loss_negatives`` > 0."""
         hidden = self.forward(seqs).hidden
         mask = targets != 0
+        if self.config.loss_negatives > 0:
+            negatives = torch.randint(
+                1, self.config.n_items + 1, (self.config.loss_negatives,), device=seqs.device
+            )
+            return self.sampled_loss(hidden[mask], targets[mask], negatives)
         # Score only the positions that have a target: the catalog-wide matmul is the cost.
         logits = self.item_logits(hidden[mask])  # (N, n_items + 1)
         return F.cross_entropy(logits, targets[mask])
+
+    def sampled_loss(
+        self, hidden: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor
+    ) -> torch.Tensor:
+        """Softmax over each target and the shared ``negatives`` (N,); a negative that happens
+        to be the target is masked out ("accidental hit"), so it never counts against itself.
+        Uniform sampling needs no logQ correction: every item is equally likely."""
+        table = self.item_table()
+        positive = (hidden * table[targets]).sum(dim=-1, keepdim=True)  # (P, 1)
+        negative = hidden @ table[negatives].T  # (P, N)
+        negative = negative.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
+        logits = torch.cat([positive, negative], dim=1)
+        return F.cross_entropy(logits, torch.zeros_like(targets))
 
     @torch.no_grad()
     def score_last(self, seqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
