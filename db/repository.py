@@ -197,6 +197,39 @@ class Repository:
                 raise UnknownIdError(f"Unknown user id {user_id!r}")
             return UserRow.from_orm(user)
 
+    def add_item(
+        self,
+        dataset_id: int,
+        title: str,
+        category: str,
+        brand: str = "",
+        tags: Iterable[str] = (),
+        price: float | None = None,
+        description: str = "",
+    ) -> int:
+        """A new catalog item (what a shop adds after the model was trained)."""
+        title, category = title.strip(), category.strip()
+        if not title or not category:
+            raise ValueError("An item needs a title and a category")
+        clean_tags = [t.strip().replace(",", " ") for t in tags if t.strip()]
+        if price is not None and not price >= 0:
+            raise ValueError(f"price must be a non-negative number, got {price!r}")
+        with DbSession(self.write_engine) as db, db.begin():
+            if db.get(Dataset, dataset_id) is None:
+                raise UnknownIdError(f"Unknown dataset id {dataset_id!r}: no item created")
+            item = Item(
+                dataset_id=dataset_id,
+                title=title[:300],
+                category=category[:60],
+                brand=brand.strip()[:60],
+                tags=",".join(clean_tags)[:400],
+                price=price,
+                description=description,
+            )
+            db.add(item)
+            db.flush()
+            return item.id
+
     def update_preferences(self, user_id: int, preferences: dict) -> None:
         """Replace the user's stated preferences (JSON); an unknown id is refused."""
         with DbSession(self.write_engine) as db, db.begin():

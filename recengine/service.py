@@ -42,6 +42,7 @@ from recengine.features import item_tokens
 from recengine.ranking import HybridRanker, Ranking
 from recengine.settings import Settings
 from recengine.train import ProgressCallback, TrainConfig, TrainResult, train_sasrec
+from recengine.training_data import TrainingData, from_database
 
 log = logging.getLogger(__name__)
 
@@ -197,13 +198,7 @@ class RecService:
         with self._lock:
             try:
                 loaded = load_checkpoint(self.checkpoint_path, self.device)
-                expected = catalog_fingerprint(list(self.items.values()))
-                if loaded.card.catalog_fingerprint != expected:
-                    raise CheckpointError(
-                        f"The checkpoint at {loaded.path} was trained on another catalog "
-                        f"(fingerprint {loaded.card.catalog_fingerprint}, this database has "
-                        f"{expected}); retrain it"
-                    )
+                self._check_catalog(loaded)
             except CheckpointError as exc:
                 self._model, self._model_error = None, str(exc)
             else:
@@ -212,6 +207,24 @@ class RecService:
             self._ranker = None
             self._explained.clear()
             return self.model_status()
+
+    def _check_catalog(self, loaded: LoadedModel) -> None:
+        """The model's items must still be in the catalog, unchanged. Items added since
+        training are fine: they are scored through their content (``recengine/new_items.py``)."""
+        items = self.items
+        gone = [i for i in loaded.card.item_ids if i not in items]
+        if gone:
+            raise CheckpointError(
+                f"{len(gone)} items the checkpoint at {loaded.path} was trained on are no "
+                f"longer in the catalog (e.g. ids {gone[:5]}); retrain it"
+            )
+        expected = catalog_fingerprint([items[i] for i in loaded.card.item_ids])
+        if loaded.card.catalog_fingerprint != expected:
+            raise CheckpointError(
+                f"The checkpoint at {loaded.path} was trained on another catalog "
+                f"(fingerprint {loaded.card.catalog_fingerprint}, these items now give "
+                f"{expected}); retrain it"
+            )
 
     def _load_blend(self, loaded: LoadedModel) -> None:
         try:
@@ -317,6 +330,13 @@ class RecService:
     def counts(self) -> dict[str, int]:
         return self.repo.counts(self.dataset.id)
 
+    def training_data(self) -> TrainingData:
+        """The dataset as the model zoo trains on it: sequences, times, ratings, content."""
+        items = list(self.items.values())
+        return from_database(
+            self.engine, self.dataset.id, self.dataset.name, items, catalog_fingerprint(items)
+        )
+
     def user_sequences(self) -> dict[int, list[int]]:
         """Every user's item ids in time order (the training data)."""
         return self.repo.user_sequences(self.dataset.id)
@@ -363,6 +383,21 @@ class RecService:
         return [
             HistoryItem(items[e.item_id], e.kind, e.event_id) for e in events if e.item_id in items
         ]
+
+    def add_item(
+        self,
+        title: str,
+        category: str,
+        brand: str = "",
+        tags: list[str] | None = None,
+        price: float | None = None,
+    ) -> int:
+        """Add a catalog item; the model (trained before it existed) ranks it from its content."""
+        item_id = self.repo.add_item(
+            self.dataset.id, title, category, brand, tags or [], price=price
+        )
+        self._invalidate_catalog()
+        return item_id
 
     def search_catalog(
         self, query: str = "", category: str | None = None, limit: int = 50

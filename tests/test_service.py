@@ -105,6 +105,33 @@ def test_onboarding_categories_shape_a_new_users_first_picks(service: RecService
     assert service.onboarding(user) == ["Toys"]  # nothing changed
 
 
+def test_an_item_added_after_training_is_ranked_for_a_matching_history(
+    service: RecService,
+) -> None:
+    sequences = service.user_sequences()
+    items = service.items
+
+    # A user whose history is mostly Toys; the new item is a toy like theirs.
+    def toy_share(user: int) -> float:
+        return sum(items[i].category == "Toys" for i in sequences[user]) / len(sequences[user])
+
+    fan = max((u for u in sequences if len(sequences[u]) >= 8), key=toy_share)
+    toy = next(items[i] for i in reversed(sequences[fan]) if items[i].category == "Toys")
+    new_id = service.add_item(
+        "Brand-new " + toy.title, "Toys", toy.brand, list(toy.tags), price=toy.price
+    )
+    assert service.load_model().ready  # a new item does not invalidate the checkpoint
+    recs = service.recommend(fan, k=50)
+    ranked = {r.item.id: r for r in recs.items}
+    assert new_id in ranked and ranked[new_id].source in {"new item", "content"}
+    # For a user with no Toys at all it stays out of the top 50.
+    other = min((u for u in sequences if len(sequences[u]) >= 8), key=toy_share)
+    assert toy_share(other) == 0.0
+    assert new_id not in {r.item.id for r in service.recommend(other, k=50).items}
+    with pytest.raises(ValueError, match="title and a category"):
+        service.add_item("  ", "Toys")
+
+
 def test_explanations_of_attention_picks_are_faithful_to_removals(service: RecService) -> None:
     user = busiest_user(service)
     recs = service.recommend(user, k=10)
