@@ -19,13 +19,19 @@ st.markdown(
     "Explainable, attention-based recommendation you can poke at. Browse a store as one of its "
     "users: every view, add-to-cart and purchase is written to the database, and a SASRec "
     "self-attention model rescores every item in the catalog on each click. For each pick you "
-    "see which of your earlier items the model attended to. Users with too little history get "
-    "content-based picks, labelled as such."
+    "see a reason, which of your earlier items the model attended to, and whether removing "
+    "them really changes the pick. New users get content-based picks; the blend moves to the "
+    "attention model as their history grows."
 )
 st.page_link(
     "pages/1_Session_Simulator.py",
     label="Open the Session Simulator",
     icon=":material/shopping_cart:",
+)
+st.page_link(
+    "pages/2_Benchmarks.py",
+    label="Benchmarks: every model on MovieLens-1M and the synthetic world",
+    icon=":material/leaderboard:",
 )
 
 left, right = st.columns(2)
@@ -58,7 +64,8 @@ with right:
         st.caption(
             f"Leave-one-out test on the last event of each user, full ranking over all items. "
             f"Trained in {status.training.get('train_seconds')} s, "
-            f"{status.training.get('epochs_run')} epochs on {status.training.get('device')}."
+            f"{status.training.get('epochs_run')} epochs on {status.training.get('device')}. "
+            f"Blend of content and attention: {status.training.get('blend', 'default κ')}."
         )
     else:
         st.warning(

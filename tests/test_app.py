@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +17,8 @@ from tests.conftest import count_events, tiny_settings
 from ui.text import plain
 
 TIMEOUT = 60  # torch's cold import alone takes seconds
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
 
 
 @pytest.fixture
@@ -172,6 +174,23 @@ def test_explanation_panel_shows_reason_and_faithfulness(app_env: Path) -> None:
     assert any(plain(reason.text) in m.value for m in at.markdown)
     [table] = [d.value for d in at.dataframe]
     assert "Kendall τ vs occlusion" in table.columns and len(table) >= 1
+
+
+def test_benchmarks_page_shows_every_recorded_model(app_env: Path) -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("pages/2_Benchmarks.py")
+    at.run()
+    assert not at.exception
+    records = json.loads((ROOT / "bench" / "results" / "ml1m.json").read_text())
+    expected = {
+        r["model"]
+        for r in records
+        if r["protocol"] == "full ranking" and r.get("max_users") is None
+    }
+    table = at.dataframe[0].value
+    assert set(table["model"]) == expected
+    assert table["NDCG@10"].between(0, 1).all()
 
 
 def test_switching_dataset_scopes_the_pages_and_keeps_the_choice(app_env: Path) -> None:
