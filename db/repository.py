@@ -338,6 +338,17 @@ class Repository:
         with DbSession(self.engine) as db:
             return [HistoryEvent(*row) for row in db.execute(stmt)]
 
+    def user_item_ids(self, user_id: int) -> set[int]:
+        """Every item the user has touched (plain ids: cheap even for thousands of events)."""
+        stmt = (
+            select(Event.item_id)
+            .distinct()
+            .join(Session, Session.id == Event.session_id)
+            .where(Session.user_id == user_id)
+        )
+        with DbSession(self.engine) as db:
+            return set(db.scalars(stmt))
+
     def count_user_events(self, user_id: int) -> int:
         stmt = (
             select(func.count(Event.id))

@@ -95,11 +95,13 @@ class HybridRanker:
         history: Sequence[tuple[int, str]],
         k: int,
         onboarding: np.ndarray | None = None,
+        seen: set[int] | None = None,
     ) -> Ranking:
         """Top-k unseen items for ``history`` ((item id, kind), oldest first).
 
         ``onboarding`` is a content profile from the user's onboarding choices; it is added to
-        the history's profile so the choices keep counting while the history is short.
+        the history's profile so the choices keep counting while the history is short. ``seen``:
+        every item to leave out, when ``history`` is only the recent part of a longer one.
         """
         if k < 1:
             raise ValueError("k must be at least 1")
@@ -125,10 +127,11 @@ class HybridRanker:
             attention_scores[~self._in_vocab] = new_scores[0, self._new_columns].float().cpu()
             attention = [float(a) for a in last[0].float().cpu()]
 
-        seen = [content.row_of[item] for item, _ in history if item in content.row_of]
+        seen_ids = {item for item, _ in history} | (seen or set())
+        seen_rows = [content.row_of[item] for item in seen_ids if item in content.row_of]
         content_scores = content_scores.astype(np.float64, copy=True)
-        content_scores[seen] = -np.inf
-        attention_scores[seen] = -np.inf
+        content_scores[seen_rows] = -np.inf
+        attention_scores[seen_rows] = -np.inf
         final = blend(attention_scores, content_scores, n, self.blend_config)
         w = self.blend_config.weight(n) if use_model else 0.0
         attention_part = w * normalise(attention_scores) if w > 0 else np.zeros_like(final)

@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 # compares it with id embeddings only). ~10 events per item is sparse, hence the high dropout.
 DEFAULT_MODEL_CONFIG: dict[str, object] = {"dropout": 0.5}
 
+# Events read per request: more than any model window (max_len ≤ 200 here); longer histories
+# are counted and their items excluded as plain ids.
+HISTORY_READ_LIMIT = 400
 # κ is tuned on at most this many users' validation targets (seconds, not minutes, to train).
 BLEND_TUNING_USERS = 2000
 
@@ -440,7 +443,14 @@ class RecService:
             raise ValueError("k must be at least 1")
         started = time.perf_counter()
         user = self.get_user(user_id)  # refuses an unknown id or another dataset's user
-        history = self.history(user_id)
+        # Only the recent past shapes the picks (the model's window; the content profile halves
+        # every few events), so a long history is read in part and its items as plain ids.
+        events = self.repo.user_history(user_id, limit=HISTORY_READ_LIMIT)
+        history = self._history_items(events)
+        n_events, seen = len(events), None
+        if len(events) == HISTORY_READ_LIMIT:
+            n_events = self.repo.count_user_events(user_id)
+            seen = self.repo.user_item_ids(user_id)
         notice = None
         if self._model is None:
             notice = (
@@ -449,12 +459,13 @@ class RecService:
             )
         ranker = self.ranker
         ranking = ranker.rank(
-            [(h.item.id, h.kind) for h in history], k, self._onboarding_profile(user)
+            [(h.item.id, h.kind) for h in history], k, self._onboarding_profile(user), seen
         )
         known_enough = len(history) >= self.settings.cold_start_min_events
         if ranker.model is not None and known_enough and not ranking.window:
             notice = "None of this user's items are known to the model: content-based picks."
-        return _with_time(self._recommendations(user_id, history, ranking, notice), started)
+        recs = self._recommendations(user_id, history, ranking, notice, n_events)
+        return _with_time(recs, started)
 
     @property
     def ranker(self) -> HybridRanker:
@@ -471,7 +482,12 @@ class RecService:
             return self._ranker
 
     def _recommendations(
-        self, user_id: int, history: list[HistoryItem], ranking: Ranking, notice: str | None
+        self,
+        user_id: int,
+        history: list[HistoryItem],
+        ranking: Ranking,
+        notice: str | None,
+        n_events: int,
     ) -> Recommendations:
         items = self.items
         if ranking.window:
@@ -517,7 +533,7 @@ class RecService:
                 "(last layer, mean over heads; the same for every attention pick). Content "
                 "picks: each history item's share of the content similarity."
             ),
-            n_events=len(history),
+            n_events=n_events,
             cold_start_threshold=self.settings.cold_start_min_events,
             notice=notice,
             model=f"sasrec:{model.card.data_fingerprint}"

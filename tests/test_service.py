@@ -105,6 +105,18 @@ def test_onboarding_categories_shape_a_new_users_first_picks(service: RecService
     assert service.onboarding(user) == ["Toys"]  # nothing changed
 
 
+def test_a_long_history_is_read_in_part_but_every_seen_item_stays_out(
+    service: RecService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = busiest_user(service)
+    everything = service.history(user)
+    monkeypatch.setattr("recengine.service.HISTORY_READ_LIMIT", 5)
+    recs = service.recommend(user, k=50)
+    assert recs.n_events == len(everything) > 5
+    assert len(recs.history) <= 5
+    assert not {h.item.id for h in everything} & {r.item.id for r in recs.items}
+
+
 def test_an_item_added_after_training_is_ranked_for_a_matching_history(
     service: RecService,
 ) -> None:
