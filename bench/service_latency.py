@@ -69,8 +69,13 @@ from db.schema import Event, Session, User
 from recengine.checkpoint import ModelCard, save_checkpoint
 from recengine.data import ItemVocab, fingerprint, pad_batch
 from recengine.explain import explain_top
-from recengine.new_items import attention_over_catalog, score_last_with_new
-from recengine.service import Recommendations, RecService, catalog_fingerprint
+from recengine.new_items import score_last_with_new
+from recengine.service import (
+    HISTORY_READ_LIMIT,
+    Recommendations,
+    RecService,
+    catalog_fingerprint,
+)
 from recengine.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,7 +101,6 @@ PIECES = (
     "ranker.rank",
     "rank: content profile + scores",
     "rank: SASRec forward + catalog logits",
-    "rank: attention_over_catalog",
     "list building (_recommendations)",
     "explain: arguments + popular items",
     "explain_top (as the service calls it)",
@@ -313,27 +317,25 @@ def time_user(
         "explain": timed_cell(lambda: service.explain(recs), slow, setup=service._explained.clear),
     }
 
-    history = service.history(uid)
+    history = service._history_items(service.repo.user_history(uid, limit=HISTORY_READ_LIMIT))
     pairs = [(h.item.id, h.kind) for h in history]
     ranker, content = service.ranker, service.content
     model = ranker.model
     assert model is not None and ranker.new is not None
     ranking = ranker.rank(pairs, K)
     seqs = pad_batch([model.vocab.encode(ranking.window)], len(ranking.window))
-    known, new, _ = score_last_with_new(model.model, seqs, ranker.new)
     pieces: dict[str, Callable[[], object]] = {
         "get_user": lambda: service.get_user(uid),
-        "history (query + item rows)": lambda: service.history(uid),
+        "history (query + item rows)": lambda: service._history_items(
+            service.repo.user_history(uid, limit=HISTORY_READ_LIMIT)
+        ),
         "ranker.rank": lambda: ranker.rank(pairs, K),
         "rank: content profile + scores": lambda: content.scores(content.profile(pairs)),
         "rank: SASRec forward + catalog logits": lambda: score_last_with_new(
             model.model, seqs, ranker.new
         ),
-        "rank: attention_over_catalog": lambda: attention_over_catalog(
-            content.item_ids, model.vocab, known, ranker.new, new
-        ),
         "list building (_recommendations)": lambda: service._recommendations(
-            uid, history, ranking, None
+            uid, history, ranking, None, len(history)
         ),
     }
     timed = {name: time_ms(run, protocol) for name, run in pieces.items()}
