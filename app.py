@@ -30,7 +30,7 @@ st.page_link(
 )
 st.page_link(
     "pages/2_Benchmarks.py",
-    label="Benchmarks: every model on MovieLens-1M and the synthetic world",
+    label="Benchmarks: every model on MovieLens-1M, and the full benchmark report",
     icon=":material/leaderboard:",
 )
 

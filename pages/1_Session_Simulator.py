@@ -83,6 +83,12 @@ def draw_recommendations(recs: Recommendations) -> None:
             f"(κ = {recs.kappa:g}); all items ranked in {recs.elapsed_ms:.0f} ms."
         )
         st.progress(recs.weight, text=f"attention model's share w(n) = {recs.weight:.2f}")
+    elif recs.kappa is not None:  # the model could take part, but κ = ∞ was tuned here
+        st.info(
+            f"{recs.n_events} events: at this history length content picks did better on "
+            "validation data (κ = ∞), so the blend gives content the full weight.",
+            icon=":material/tune:",
+        )
     else:
         st.info(
             f"Cold start: {recs.n_events} event(s), the attention model joins from "
@@ -134,10 +140,11 @@ def draw_recommendations(recs: Recommendations) -> None:
 def onboarding(recs: Recommendations) -> None:
     """A new user tells us a few categories; they shape the content picks from the start."""
     with st.expander("New here? Pick a few categories you like", expanded=recs.n_events == 0):
+        options = service.categories()
         chosen = st.multiselect(
             "Categories",
-            service.categories(),
-            default=service.onboarding(user_id),
+            options,
+            default=[c for c in service.onboarding(user_id) if c in options],
             key=f"onboarding_{user_id}",
         )
         if st.button("Save choices", key="save_onboarding"):
@@ -151,8 +158,8 @@ with recs_col:
     if recs.n_events < 5:
         onboarding(recs)
     draw_recommendations(recs)
-    with st.expander(f"History ({recs.n_events} events, latest first)"):
-        for h in reversed(recs.history[-20:]):
+    with st.expander(f"History ({recs.n_events} events, latest 20 first)"):
+        for h in reversed(service.history(user_id)[-20:]):
             st.markdown(
                 f"{KIND_ICON.get(h.kind, '')} {plain(h.item.title)} · {plain(h.item.category)}"
             )

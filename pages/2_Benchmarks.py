@@ -15,6 +15,7 @@ import streamlit as st
 from bench.ml1m_records import latest
 from ui.sidebar import sidebar
 from ui.state import get_service
+from ui.text import plain
 
 st.set_page_config(page_title="Benchmarks · AttnRec Lab", layout="wide")
 sidebar(get_service())
@@ -33,8 +34,13 @@ st.markdown(
     "with its date; `python -m bench.ml1m` adds runs."
 )
 
-records = json.loads(ML1M_RESULTS.read_text()) if ML1M_RESULTS.exists() else []
-ranking = [r for r in latest(records) if r["protocol"] == "full ranking"]
+try:
+    records = json.loads(ML1M_RESULTS.read_text()) if ML1M_RESULTS.exists() else []
+    table = latest(records)
+except (ValueError, KeyError, TypeError) as exc:
+    st.error(plain(f"{ML1M_RESULTS} cannot be read ({exc!r}); rerun `python -m bench.ml1m`."))
+    table = []
+ranking = [r for r in table if r.get("protocol") == "full ranking"]
 if not ranking:
     st.info("No MovieLens-1M run recorded yet: run `python -m bench.ml1m`.")
 else:
@@ -72,7 +78,7 @@ else:
     st.caption(f"Dashed line: published SASRec+ NDCG@10 {PUBLISHED_NDCG} (same protocol).")
     st.dataframe(frame, hide_index=True, key="ml1m_table")
 
-ratings = [r for r in latest(records) if r["protocol"] == "rating 90/10 split"]
+ratings = [r for r in table if r.get("protocol") == "rating 90/10 split"]
 if ratings:
     st.subheader("Rating prediction (explicit stars)")
     st.dataframe(

@@ -87,8 +87,15 @@ def _atomic_write(path: Path, write: Any) -> None:
             os.unlink(tmp)
 
 
+# Files beside a checkpoint that were computed from its weights (the blend's κ): stale once the
+# weights are replaced, so saving new weights removes them until they are made again.
+DERIVED_FILES = ("blend.json",)
+
+
 def save_checkpoint(directory: Path, model: SASRec, card: ModelCard) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
+    for name in DERIVED_FILES:
+        (directory / name).unlink(missing_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     _atomic_write(directory / WEIGHTS_FILE, lambda tmp: torch.save(state, tmp))
     _atomic_write(directory / CARD_FILE, lambda tmp: Path(tmp).write_text(card.to_json()))

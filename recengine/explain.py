@@ -196,7 +196,8 @@ def reason_text(
         raise ValueError("rank and list_size must be at least 1")
 
     def decisive(i: int) -> bool:
-        return bool(eff[i] > 0 and ranks[i] > list_size)
+        # Only a pick the model itself puts on the list can be taken off it by a removal.
+        return bool(rank <= list_size and eff[i] > 0 and ranks[i] > list_size)
 
     def partial(i: int) -> bool:
         return bool(eff[i] > 0 and ranks[i] - rank >= MIN_RANK_SHIFT)

@@ -134,7 +134,11 @@ class HybridRanker:
         attention_scores[seen_rows] = -np.inf
         final = blend(attention_scores, content_scores, n, self.blend_config)
         w = self.blend_config.weight(n) if use_model else 0.0
-        attention_part = w * normalise(attention_scores) if w > 0 else np.zeros_like(final)
+        attention_part = (
+            w * normalise(attention_scores, self.blend_config.normalisation)
+            if w > 0
+            else np.zeros_like(final)
+        )
 
         finite = int(np.isfinite(final).sum())
         # Stable order: higher score first, lower item id on ties.

@@ -120,6 +120,9 @@ class RecService:
         self.repo = Repository(self.engine)
         self.device = pick_device(settings.device)
         self._lock = threading.RLock()
+        # One forward pass of the shared model at a time: explanations hook its layers, and a
+        # concurrent pass from another session would feed those hooks.
+        self._inference_lock = threading.Lock()
         # Held for a whole training run; a second request is refused instead of queued, and
         # recommendations keep being served from the current model meanwhile.
         self._train_lock = threading.Lock()
@@ -417,9 +420,6 @@ class RecService:
         shown = tuple(r.item.id for r in recs.items)
         if self._last_logged.get(session_id) == shown:
             return recs  # a rerun (search, chart choice) showing the same list: logged already
-        if len(self._last_logged) > 10_000:
-            self._last_logged.clear()
-        self._last_logged[session_id] = shown
         history_ids = [h.event_id for h in recs.history]
         self.repo.add_impressions(
             session_id,
@@ -429,12 +429,21 @@ class RecService:
                     r.item.id,
                     r.rank,
                     r.score,
-                    r.source,
-                    {"history_event_ids": history_ids, "weights": list(r.history_weights)},
+                    # A new item is an attention pick scored from its content vector.
+                    "attention" if r.source == "new item" else r.source,
+                    {
+                        "history_event_ids": history_ids,
+                        "weights": list(r.history_weights),
+                        "new_item": r.source == "new item",
+                        "weight_w": recs.weight,
+                    },
                 )
                 for r in recs.items
             ],
         )
+        if len(self._last_logged) > 10_000:
+            self._last_logged.clear()
+        self._last_logged[session_id] = shown  # only once the rows are in
         return recs
 
     def recommend(self, user_id: int, k: int = 10) -> Recommendations:
@@ -458,13 +467,14 @@ class RecService:
                 "Showing content-based / popularity picks instead."
             )
         ranker = self.ranker
-        ranking = ranker.rank(
-            [(h.item.id, h.kind) for h in history], k, self._onboarding_profile(user), seen
-        )
+        with self._inference_lock:
+            ranking = ranker.rank(
+                [(h.item.id, h.kind) for h in history], k, self._onboarding_profile(user), seen
+            )
         known_enough = len(history) >= self.settings.cold_start_min_events
         if ranker.model is not None and known_enough and not ranking.window:
             notice = "None of this user's items are known to the model: content-based picks."
-        recs = self._recommendations(user_id, history, ranking, notice, n_events)
+        recs = self._recommendations(ranker, user_id, history, ranking, notice, n_events)
         return _with_time(recs, started)
 
     @property
@@ -483,6 +493,7 @@ class RecService:
 
     def _recommendations(
         self,
+        ranker: HybridRanker,
         user_id: int,
         history: list[HistoryItem],
         ranking: Ranking,
@@ -490,9 +501,10 @@ class RecService:
         n_events: int,
     ) -> Recommendations:
         items = self.items
-        if ranking.window:
+        model = ranker.model  # the one that ranked (load_model may swap self._model meanwhile)
+        if ranking.window and model is not None:
             # The model's window: the known items, newest max_len (the model's own view).
-            known = [h for h in history if self._model and h.item.id in self._model.vocab]
+            known = [h for h in history if h.item.id in model.vocab]
             shown = known[-len(ranking.window) :]
         else:
             shown = [h for h in history if h.item.id in self.content]
@@ -522,7 +534,6 @@ class RecService:
             source = "blend"
         else:
             source = ranking.content_source
-        model = self._model
         return Recommendations(
             user_id=user_id,
             items=picks,
@@ -549,9 +560,10 @@ class RecService:
         user = self.get_user(user_id)
         if categories:  # an empty choice clears it
             self.content.onboarding_profile(categories=categories)  # refuses unknown names
-        self.repo.update_preferences(
-            user_id, {**user.preferences, "onboarding_categories": list(categories)}
-        )
+        # Stored in the catalog's own spelling, whatever case was typed.
+        spelling = {c.lower(): c for c in self.categories()}
+        chosen = [spelling.get(c.strip().lower(), c) for c in categories]
+        self.repo.update_preferences(user_id, {**user.preferences, "onboarding_categories": chosen})
 
     def onboarding(self, user_id: int) -> list[str]:
         return list(self.get_user(user_id).preferences.get("onboarding_categories", []))
@@ -559,45 +571,55 @@ class RecService:
     def _onboarding_profile(self, user: UserRow) -> np.ndarray | None:
         chosen = user.preferences.get("onboarding_categories") or []
         # A category may have left the catalog since it was chosen: use the ones still there.
-        known = [c for c in chosen if c in set(self.categories())]
+        present = {c.lower() for c in self.categories()}
+        known = [c for c in chosen if c.lower() in present]
         return self.content.onboarding_profile(categories=known) if known else None
 
     # ---- explanations ---------------------------------------------------------------------
     def explain(self, recs: Recommendations) -> dict[int, Explanation]:
-        """Attention, rollout, occlusion, faithfulness and a reason for every pick the model
-        scored (item id -> Explanation); empty when the model played no part in the list.
+        """Attention, rollout, occlusion, faithfulness and a reason for every pick the attention
+        model put on the list (item id -> Explanation); empty when it played no part.
 
         All picks share one batched pass; the result is cached per (model, history, list), so
-        reruns of the page that show the same list cost nothing.
+        reruns of the page that show the same list cost nothing. Content picks keep their
+        content-similarity shares: an attention-based reason would claim what the blend did not.
         """
         model = self._model
         if model is None or recs.weight == 0.0 or not recs.history:
             return {}
-        window = [h for h in recs.history if h.item.id in model.vocab]
-        picks = [r for r in recs.items if r.item.id in model.vocab]
-        if not window or not picks:
+        picks = [r for r in recs.items if r.source == "attention" and r.item.id in model.vocab]
+        if not picks:
             return {}
         key = (
             recs.model,
-            tuple(h.event_id for h in window),
+            tuple(h.event_id for h in recs.history),
             tuple(r.item.id for r in picks),
         )
         cached = self._explained.get(key)
         if cached is not None:
             return cached
-        popular = self.content.scores(None)
+        # The model's whole known history, so ranks leave out everything the user has seen (the
+        # window is its tail); a list made before newer clicks is not explained against them.
+        events = self.repo.user_history(recs.user_id, limit=HISTORY_READ_LIMIT)
+        known = [h for h in self._history_items(events) if h.item.id in model.vocab]
+        window = known[-len(recs.history) :]
+        if [h.event_id for h in window] != [h.event_id for h in recs.history]:
+            return {}
+        content = self.content
+        popular = content.scores(None)
         top_popular = {
-            int(self.content.item_ids[row]) for row in np.argsort(-popular)[: 5 * len(recs.items)]
+            int(content.item_ids[r]) for r in np.argsort(-popular)[: 5 * len(recs.items)]
         }
-        explanations = explain_top(
-            model.model,
-            model.vocab.encode(h.item.id for h in window),
-            [model.vocab.index_of(r.item.id) for r in picks],
-            titles=[h.item.title for h in window],
-            kinds=[h.kind for h in window],
-            list_size=len(recs.items),
-            popular_items={model.vocab.index_of(i) for i in top_popular if i in model.vocab},
-        )
+        with self._inference_lock:  # explain_top hooks the shared model's layers
+            explanations = explain_top(
+                model.model,
+                model.vocab.encode(h.item.id for h in known),
+                [model.vocab.index_of(r.item.id) for r in picks],
+                titles=[h.item.title for h in known],
+                kinds=[h.kind for h in known],
+                list_size=len(recs.items),
+                popular_items={model.vocab.index_of(i) for i in top_popular if i in model.vocab},
+            )
         result = {r.item.id: e for r, e in zip(picks, explanations, strict=True)}
         with self._lock:
             if len(self._explained) > 256:

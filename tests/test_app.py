@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Iterator
 from dataclasses import replace
@@ -32,6 +33,7 @@ def app_env(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     st.cache_data.clear()
     yield state_dir
     st.cache_resource.clear()
+    gc.unfreeze()  # ui/state.py freezes the service's objects; give them back to the GC
 
 
 def open_simulator(user_id: int | None = None) -> AppTest:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -16,15 +15,6 @@ from recengine.models.tisasrec import TiSASRec, TiSASRecConfig
 
 N_ITEMS, MAX_LEN = 40, 20
 TOL = {"atol": 1e-5, "rtol": 1e-5}
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny tensors: a second thread only adds hand-offs, which stall on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_model(n_tokens: int = 0, seed: int = 0) -> SASRec:

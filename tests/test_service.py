@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from sqlalchemy import text
 
 from db.errors import UnknownIdError
 from recengine.blend import BlendConfig
 from recengine.checkpoint import CARD_FILE, WEIGHTS_FILE
+from recengine.data import pad_batch
 from recengine.service import RecService
 from tests.conftest import TEST_KAPPA, tiny_settings
 
@@ -159,6 +161,38 @@ def test_explanations_of_attention_picks_are_faithful_to_removals(service: RecSe
         assert e.reason is not None and e.reason.text
         assert "attention" in e.faithfulness
     assert service.explain(recs) is explained  # cached for reruns of the same list
+    # Occlusion is what removing the item really does to the model's score of the pick.
+    e = next(iter(explained.values()))
+    window = list(e.history)
+    full = model.model.score_last(pad_batch([window], len(window)))[0][0, e.item]
+    for i in (0, len(window) // 2, len(window) - 1):
+        rest = window[:i] + window[i + 1 :]
+        without = model.model.score_last(pad_batch([rest], len(rest)))[0][0, e.item]
+        assert float(e.occlusion[i]) == pytest.approx(float(full - without), abs=1e-4)
+    assert e.reason is not None
+    for position in e.reason.positions:  # an item named in the reason hurts the pick when gone
+        assert e.occlusion[position] > 0
+
+
+def test_a_checkpoint_whose_items_left_the_catalog_is_refused_with_their_ids(
+    state_dir: Path,
+) -> None:
+    service = RecService(tiny_settings(state_dir))
+    service.ensure_database()
+    service.load_model()
+    gone = service._model.card.item_ids[0]  # type: ignore[union-attr]
+    with service.engine.begin() as conn:  # the shop deletes an item and its history
+        conn.execute(text("DELETE FROM impressions WHERE item_id = :i"), {"i": gone})
+        conn.execute(text("DELETE FROM events WHERE item_id = :i"), {"i": gone})
+        conn.execute(text("DELETE FROM items WHERE id = :i"), {"i": gone})
+    service._invalidate_catalog()
+    status = service.load_model()
+    assert not status.ready
+    assert "no longer in the catalog" in status.message and str(gone) in status.message
+    recs = service.recommend(busiest_user(service), k=5)
+    assert recs.source == "content" and len(recs.items) == 5
+    assert recs.notice and "Attention model unavailable" in recs.notice
+    service.engine.dispose()
 
 
 def test_attention_picks_remove_seen_items_and_carry_weights(service: RecService) -> None:

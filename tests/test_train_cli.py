@@ -140,8 +140,7 @@ def test_sasrec_run_writes_a_checkpoint_the_app_loads(env: Path) -> None:
 
 
 def test_resume_of_a_finished_sasrec_run_gives_the_same_model(env: Path) -> None:
-    if not supports_resume(train_sasrec):
-        pytest.skip("train_sasrec has no snapshot_path/resume in this build")
+    assert supports_resume(train_sasrec)
     argv = ["train", "--model", "sasrec", "--max-epochs", "2", *TINY_SASREC]
     assert main(argv) == 0
     weights = env / "models" / "synthetic" / "sasrec-default" / WEIGHTS_FILE
@@ -153,6 +152,8 @@ def test_resume_of_a_finished_sasrec_run_gives_the_same_model(env: Path) -> None
     assert all(torch.equal(first[k], again[k]) for k in first)
     old, new = sorted((r for r in runs(env) if r.model_kind == "sasrec"), key=lambda r: r.id)
     assert new.metrics["test"] == old.metrics["test"]
+    card = load_checkpoint(weights.parent).card
+    assert card.training["resumed_from_epoch"] == 2  # continued from the snapshot, not retrained
 
 
 def test_tisasrec_trains_with_event_times(env: Path) -> None:

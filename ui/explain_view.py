@@ -123,7 +123,8 @@ def explanation_panel(history: list[HistoryItem], explanation: Explanation) -> N
     left.altair_chart(attention_chart(frame), key="attention_chart", width="stretch")
     right.altair_chart(occlusion_chart(frame), key="occlusion_chart", width="stretch")
     st.caption(
-        f"Score {explanation.score:.3f}, rank {explanation.rank} among unseen items. "
+        f"Attention model alone: score {explanation.score:.3f}, rank {explanation.rank} among "
+        "unseen items. "
         "Faithfulness: does the attention predict what removing items does to this pick? "
         "A faithful signal has τ near 1, a top-item drop well above the random and lowest drops, "
         "high comprehensiveness and low sufficiency (DeYoung et al., 2020)."
