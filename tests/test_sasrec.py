@@ -202,12 +202,12 @@ def test_training_with_sampled_negatives_learns_a_repeating_pattern() -> None:
     seqs = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8]] * 8)
     inputs, targets = seqs[:, :-1], seqs[:, 1:]
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
-    first = float(model.loss(inputs, targets))
+    first = model.loss(inputs, targets).item()
     for _ in range(60):
         optimizer.zero_grad()
         model.loss(inputs, targets).backward()
         optimizer.step()
     model.eval()
     scores, _ = model.score_last(torch.tensor([[1, 2, 3, 4]]))
-    assert float(model.loss(inputs, targets)) < first / 3
+    assert model.loss(inputs, targets).item() < first / 3
     assert int(scores[0].argmax()) == 5
