@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from db.synthetic import seed_database
 from recengine.service import RecService
-from tests.conftest import count_events, tiny_settings
+from tests.conftest import TEST_KAPPA, count_events, tiny_settings
 from ui.text import plain
 
 TIMEOUT = 60  # torch's cold import alone takes seconds
@@ -125,6 +125,33 @@ def test_new_user_sees_cold_start_then_attention(app_env: Path) -> None:
     # The user's name was typed by a person: it is stored verbatim, never rendered as HTML.
     service = RecService(tiny_settings(app_env))
     assert service.list_users()[-1].name == "Grace <b>Hopper</b>"
+
+
+def test_onboarding_choice_shapes_the_first_picks_and_w_appears_after_a_click(
+    app_env: Path,
+) -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.sidebar.text_input(key="new_user_name").input("Ada").run()
+    at.sidebar.button(key="create_user").click().run()
+    at.switch_page("pages/1_Session_Simulator.py")
+    at.run()
+    user = at.session_state["current_user"]
+    at.multiselect(key=f"onboarding_{user}").set_value(["Toys"]).run()
+    at.button(key="save_onboarding").click().run()
+    assert not at.exception
+    service = RecService(tiny_settings(app_env))
+    assert service.onboarding(user) == ["Toys"]
+    items = service.repo.items_by_id(rec_ids(at))
+    assert items and {i.category for i in items.values()} == {"Toys"}
+    assert rec_sources(at) == {"content"}
+
+    key = next(b.key for b in at.button if b.key and b.key.startswith("view_"))
+    at.button(key=key).click().run()
+    assert not at.exception
+    shown = [p.proto.text for p in at.get("progress")]  # w(n) = 1 / (1 + κ) after one click
+    assert any(f"w(n) = {1 / (1 + TEST_KAPPA):.2f}" in text for text in shown)
+    service.engine.dispose()
 
 
 def test_search_and_category_filter(app_env: Path) -> None:
