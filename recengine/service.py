@@ -411,7 +411,8 @@ class RecService:
         return self.repo.search_items(self.dataset.id, query, category, limit)
 
     def categories(self) -> list[str]:
-        return self.repo.categories(self.dataset.id)
+        """The catalog's categories, sorted (from the cached catalog: no query per request)."""
+        return sorted({item.category for item in self.items.values()})
 
     # ---- recommendations ------------------------------------------------------------------
     def recommend_for_session(self, session_id: int, k: int = 10) -> Recommendations:
