@@ -102,7 +102,7 @@ from recengine.models.mf_biased import BiasedMF, BiasedMFConfig, Triple, rating_
 from recengine.models.popularity import Popularity, PopularityConfig
 from recengine.models.sasrec import SASRec
 from recengine.models.userknn import UserKNN, UserKNNConfig
-from recengine.snapshot import TrainingSnapshot, load_snapshot
+from recengine.snapshot import TrainingSnapshot, complete_model_config, load_snapshot
 from recengine.train import PreparedData, TrainConfig, model_scorer, prepare_data, train_sasrec
 from recengine.train import _metrics as card_metrics  # the card's metric dicts, as fit() makes them
 
@@ -727,7 +727,7 @@ def snapshot_model(
             f"Training snapshot {source} was trained on other data: its data fingerprint is "
             f"{snapshot.identity['data']}, {_describe(data)} gives {prepared.identity}"
         )
-    if snapshot.identity["model_config"] != prepared.config.to_dict():
+    if complete_model_config(snapshot.identity["model_config"]) != prepared.config.to_dict():
         raise ValueError(
             f"Training snapshot {source} has model config {snapshot.identity['model_config']}, "
             f"but on {_describe(data)} it builds {prepared.config.to_dict()}"

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from recengine.models.sasrec import SASRecConfig
 
 SNAPSHOT_FORMAT = 1
 
@@ -115,6 +117,13 @@ def load_snapshot(path: Path, identity: dict[str, Any]) -> TrainingSnapshot:
     return snapshot
 
 
+def complete_model_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A model config saved before a field existed means that field's default (e.g. a snapshot
+    from before ``loss_negatives``), so adding a field does not orphan older runs."""
+    defaults = {f.name: f.default for f in fields(SASRecConfig) if f.default is not MISSING}
+    return {**defaults, **config}
+
+
 def _check_identity(path: Path, found: dict[str, Any], expected: dict[str, Any]) -> None:
     hint = "Delete it (or pass another snapshot path) to start a new run."
     if found.get("data") != expected["data"]:
@@ -122,7 +131,8 @@ def _check_identity(path: Path, found: dict[str, Any], expected: dict[str, Any])
             f"Training snapshot {path} was made from other data (fingerprint "
             f"{found.get('data')}, this run's data is {expected['data']}). {hint}"
         )
-    if found.get("model_config") != expected["model_config"]:
+    found_model = complete_model_config(found.get("model_config", {}))
+    if found_model != complete_model_config(expected["model_config"]):
         diff = _differences(found.get("model_config", {}), expected["model_config"])
         raise ValueError(f"Training snapshot {path} is of another model config ({diff}). {hint}")
     if found.get("train") != expected["train"]:
