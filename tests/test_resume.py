@@ -151,3 +151,20 @@ def test_unreadable_or_missing_snapshot_arguments(
     torch.save({"format": 99}, other)
     with pytest.raises(ValueError, match="format 99"):
         train(data, snapshot_path=other, resume=True)
+
+
+def test_a_snapshot_from_before_a_new_model_config_field_still_resumes(
+    data: tuple[dict[int, list[int]], list[int]], tmp_path: Path
+) -> None:
+    snapshot = tmp_path / "old.pt"
+    train(data, snapshot_path=snapshot, train_config=replace(TRAIN, max_epochs=4))
+    payload = torch.load(snapshot, weights_only=True)
+    del payload["identity"]["model_config"]["loss_negatives"]  # as written before that field
+    torch.save(payload, snapshot)
+    resumed, _ = train(data, snapshot_path=snapshot, resume=True)
+    assert resumed.card.training["resumed_from_epoch"] == 4
+    # A field that really differs is still refused.
+    payload["identity"]["model_config"]["loss_negatives"] = 100
+    torch.save(payload, snapshot)
+    with pytest.raises(ValueError, match="another model config"):
+        train(data, snapshot_path=snapshot, resume=True)
