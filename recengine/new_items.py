@@ -179,6 +179,50 @@ def score_last_with_new(
     )
 
 
+@dataclass(frozen=True)
+class CatalogColumns:
+    """Where each catalog row's attention score comes from: a column of the model's scores
+    (known items) or of the new-item scores. Built once per (catalog, model); applying it is two
+    gathers, not a Python loop over the catalog (1.5 ms per request at ML-1M size)."""
+
+    in_vocab: np.ndarray  # (C,) bool: the row is a known item
+    known_columns: torch.Tensor  # model index of each known row, in row order
+    new_columns: torch.Tensor  # column in NewItemVectors of each other row, in row order
+
+    @classmethod
+    def build(
+        cls, catalog_ids: Sequence[int] | np.ndarray, vocab: ItemVocab, new: NewItemVectors
+    ) -> CatalogColumns:
+        """Every catalog id must be in ``vocab`` or in ``new``; ids of the vocabulary that are
+        not in the catalog any more are dropped."""
+        ids = [int(i) for i in catalog_ids]
+        new_column = {item: j for j, item in enumerate(new.item_ids)}
+        missing = [i for i in ids if i not in vocab and i not in new_column]
+        if missing:
+            raise ValueError(
+                f"catalog items {missing[:5]} are neither in the model's vocabulary nor new "
+                "items with a vector: build NewItemVectors for every item the model does not know"
+            )
+        return cls(
+            in_vocab=np.array([i in vocab for i in ids], dtype=bool),
+            known_columns=torch.tensor(
+                vocab.encode(i for i in ids if i in vocab), dtype=torch.long
+            ),
+            new_columns=torch.tensor(
+                [new_column[i] for i in ids if i not in vocab], dtype=torch.long
+            ),
+        )
+
+    def scores(self, known_scores: torch.Tensor, new_scores: torch.Tensor) -> np.ndarray:
+        """(B, C) attention scores in catalog row order."""
+        known_scores = torch.atleast_2d(known_scores).float().cpu()
+        new_scores = torch.atleast_2d(new_scores).float().cpu()
+        out = np.empty((known_scores.shape[0], len(self.in_vocab)), dtype=np.float64)
+        out[:, self.in_vocab] = known_scores[:, self.known_columns].numpy()
+        out[:, ~self.in_vocab] = new_scores[:, self.new_columns].numpy()
+        return out
+
+
 def attention_over_catalog(
     catalog_ids: Sequence[int] | np.ndarray,
     vocab: ItemVocab,
@@ -186,27 +230,6 @@ def attention_over_catalog(
     new: NewItemVectors,
     new_scores: torch.Tensor,
 ) -> np.ndarray:
-    """Attention scores (B, C) aligned on ``catalog_ids`` (e.g. ``ContentIndex.item_ids``).
-
-    Every catalog id must be in ``vocab`` or in ``new``; ids of the vocabulary that are not in
-    the catalog any more are dropped.
-    """
-    known_scores = torch.atleast_2d(known_scores).float().cpu()
-    new_scores = torch.atleast_2d(new_scores).float().cpu()
-    new_column = {item: j for j, item in enumerate(new.item_ids)}
-    missing = [int(i) for i in catalog_ids if i not in vocab and int(i) not in new_column]
-    if missing:
-        raise ValueError(
-            f"catalog items {missing[:5]} are neither in the model's vocabulary nor new items "
-            "with a vector: build NewItemVectors for every item the model does not know"
-        )
-    out = np.empty((known_scores.shape[0], len(catalog_ids)), dtype=np.float64)
-    ids = [int(i) for i in catalog_ids]
-    in_vocab = np.array([i in vocab for i in ids], dtype=bool)
-    if in_vocab.any():
-        columns = vocab.encode(i for i in ids if i in vocab)
-        out[:, in_vocab] = known_scores[:, columns].numpy()
-    if (~in_vocab).any():
-        columns = [new_column[i] for i in ids if i not in vocab]
-        out[:, ~in_vocab] = new_scores[:, columns].numpy()
-    return out
+    """Attention scores (B, C) aligned on ``catalog_ids`` (e.g. ``ContentIndex.item_ids``), in
+    one call; see :class:`CatalogColumns` to build the mapping once and reuse it."""
+    return CatalogColumns.build(catalog_ids, vocab, new).scores(known_scores, new_scores)
