@@ -25,8 +25,9 @@ from recengine.models.sasrec import SASRecConfig
 SNAPSHOT_FORMAT = 1
 
 # TrainConfig fields that shape the optimisation itself: a snapshot only continues a run that
-# agrees on them. The stop rules (max_epochs, time_budget_s, patience, eval_every) and the
-# device may change between the interruption and the resume (e.g. to train longer).
+# agrees on them. The stop rules (max_epochs, time_budget_s, patience, eval_every, and the
+# lr decays at a plateau: the lr in force is in the optimizer state) and the device may change
+# between the interruption and the resume (e.g. to train longer).
 TRAJECTORY_FIELDS = (
     "batch_size",
     "lr",
@@ -53,6 +54,7 @@ class TrainingSnapshot:
     rng_states: list[dict[str, torch.Tensor | None]]  # per process: {"cpu": ..., "cuda": ...}
     elapsed_s: float
     history: list[dict[str, Any]]  # TrainProgress fields per epoch so far
+    lr_decays_done: int = 0  # absent from snapshots written before lr decays existed
 
 
 def run_identity(
@@ -109,10 +111,11 @@ def load_snapshot(path: Path, identity: dict[str, Any]) -> TrainingSnapshot:
             f"{SNAPSHOT_FORMAT}. Delete it to start over."
         )
     names = {f.name for f in fields(TrainingSnapshot)}
-    missing = names - payload.keys()
+    required = {f.name for f in fields(TrainingSnapshot) if f.default is MISSING}
+    missing = required - payload.keys()
     if missing:
         raise ValueError(f"Training snapshot {path} lacks {sorted(missing)}")
-    snapshot = TrainingSnapshot(**{name: payload[name] for name in names})
+    snapshot = TrainingSnapshot(**{name: payload[name] for name in names & payload.keys()})
     _check_identity(path, snapshot.identity, identity)
     return snapshot
 

@@ -55,8 +55,13 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     eval_every: int = 5
-    # Stop after this many evaluations without a better validation NDCG@10.
+    # A plateau is this many evaluations without a better validation NDCG@10.
     patience: int = 4
+    # At a plateau, go back to the best weights and multiply the learning rate by
+    # lr_decay_factor, up to lr_decays times; the next plateau after the last decay stops.
+    # A fixed lr plateaus before the model's best on ML-1M (valid NDCG@10 flat from epoch ~65).
+    lr_decays: int = 0
+    lr_decay_factor: float = 0.1
     # Hard wall-clock cap so first start stays short on a 2-core machine.
     time_budget_s: float = 80.0
     seed: int = 7
@@ -267,8 +272,27 @@ class _RunState:
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch: int = 0
     evals_since_best: int = 0
+    lr_decays_done: int = 0
     elapsed_s: float = 0.0
     history: list[TrainProgress] = field(default_factory=list)
+
+
+def _stop_or_decay(
+    state: _RunState, cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> bool:
+    """At a validation plateau: True (stop) once the lr decays are used up; otherwise restore
+    the best weights and lower the learning rate. The Adam moments are kept: they are an
+    estimate of the gradient scale, which the restored weights share."""
+    if state.evals_since_best < cfg.patience:
+        return False
+    if state.lr_decays_done >= cfg.lr_decays or state.best_state is None:
+        return True
+    model.load_state_dict(state.best_state)
+    for group in optimizer.param_groups:
+        group["lr"] *= cfg.lr_decay_factor
+    state.lr_decays_done += 1
+    state.evals_since_best = 0
+    return False
 
 
 def train_sasrec(
@@ -348,13 +372,16 @@ def fit(
             best_state=snapshot.best_state,
             best_epoch=snapshot.best_epoch,
             evals_since_best=snapshot.evals_since_best,
+            lr_decays_done=snapshot.lr_decays_done,
             elapsed_s=snapshot.elapsed_s,
             history=[TrainProgress(**h) for h in snapshot.history],
         )
     resumed_from = state.epoch or None
     # A resumed run that had already met a stop rule trains no further.
+    # A snapshot taken at a plateau decays here, as the uninterrupted run did after saving it
+    # (or stops, also when resumed with more lr_decays than it was started with).
     done = resumed_from is not None and (
-        state.evals_since_best >= cfg.patience or state.elapsed_s > cfg.time_budget_s
+        state.elapsed_s > cfg.time_budget_s or _stop_or_decay(state, cfg, model, optimizer)
     )
 
     started = time.perf_counter() - state.elapsed_s
@@ -409,7 +436,7 @@ def fit(
             )
         if progress is not None and team.is_leader:
             progress(report)
-        if out_of_time or state.evals_since_best >= cfg.patience:
+        if out_of_time or _stop_or_decay(state, cfg, model, optimizer):
             break
 
     if state.best_state is not None:
@@ -438,6 +465,7 @@ def fit(
             **asdict(cfg),
             "epochs_run": state.epoch,
             "best_epoch": state.best_epoch,
+            "lr_decays_done": state.lr_decays_done,
             "train_seconds": round(train_seconds, 2),
             "device": str(device),
             "n_users": data.n_users,
@@ -469,6 +497,7 @@ def _snapshot(
         best_ndcg=state.best_ndcg,
         best_epoch=state.best_epoch,
         evals_since_best=state.evals_since_best,
+        lr_decays_done=state.lr_decays_done,
         shuffle_rng=shuffle_gen.get_state(),
         rng_states=rng_states,
         elapsed_s=state.elapsed_s,

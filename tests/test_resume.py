@@ -168,3 +168,47 @@ def test_a_snapshot_from_before_a_new_model_config_field_still_resumes(
     torch.save(payload, snapshot)
     with pytest.raises(ValueError, match="another model config"):
         train(data, snapshot_path=snapshot, resume=True)
+
+
+def test_plateau_restores_the_best_weights_and_lowers_the_lr() -> None:
+    from recengine.train import _RunState, _stop_or_decay
+
+    model = torch.nn.Linear(2, 1)
+    best = {name: torch.full_like(t, 7.0) for name, t in model.state_dict().items()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    cfg = replace(TRAIN, patience=2, lr_decays=1, lr_decay_factor=0.1)
+    state = _RunState(best_state=best, evals_since_best=1)
+
+    assert _stop_or_decay(state, cfg, model, optimizer) is False  # no plateau yet: nothing moves
+    assert optimizer.param_groups[0]["lr"] == 1e-3
+    assert not torch.equal(model.weight, best["weight"])
+
+    state.evals_since_best = 2
+    assert _stop_or_decay(state, cfg, model, optimizer) is False  # first plateau: decay
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+    assert torch.equal(model.weight, best["weight"]) and torch.equal(model.bias, best["bias"])
+    assert (state.lr_decays_done, state.evals_since_best) == (1, 0)
+
+    state.evals_since_best = 2
+    assert _stop_or_decay(state, cfg, model, optimizer) is True  # decays used up: stop
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+
+
+def test_a_run_interrupted_across_lr_decays_resumes_bit_for_bit(
+    data: tuple[dict[int, list[int]], list[int]], tmp_path: Path
+) -> None:
+    # A high lr and patience 1 plateau within a few epochs, so decays really happen.
+    cfg = replace(TRAIN, max_epochs=10, eval_every=1, patience=1, lr=0.05, lr_decays=3)
+    straight, _ = train(data, train_config=cfg, snapshot_path=tmp_path / "straight.pt")
+    decays = straight.card.training["lr_decays_done"]
+    assert decays >= 1
+
+    snapshot = tmp_path / "interrupted.pt"
+    # Epochs 4 and 7 end in a plateau: their snapshots are taken just before the decay, which
+    # the resume must then apply.
+    for stop in (4, 7):
+        train(data, train_config=replace(cfg, max_epochs=stop), snapshot_path=snapshot, resume=True)
+    resumed, _ = train(data, train_config=cfg, snapshot_path=snapshot, resume=True)
+    assert trajectory(resumed.history) == trajectory(straight.history)
+    assert_same_weights(resumed.model, straight.model)
+    assert resumed.card.training["lr_decays_done"] == decays
