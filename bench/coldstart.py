@@ -617,8 +617,10 @@ PROTOCOL = (
     "case per history length n = 0..20 (the last n items before the held-out target: the "
     "second-to-last item for validation users, the last for test users); full ranking over "
     "every item, seen items removed, ties against the target. κ per bucket from "
-    "{0, 0.5, 1, 2, 4, 8, 16, 32, ∞} maximises validation NDCG@10. Cases of one user at "
-    "different n share the target, so groups are not independent samples."
+    "{0, 0.5, 1, 2, 4, 8, 16, 32, ∞} maximises validation NDCG@10, except that a blend "
+    "(0 < κ < ∞) must beat the better pure side by more than one standard error of the paired "
+    "per-case difference, or that pure side is kept (`blend._pick_kappa`). Cases of one user "
+    "at different n share the target, so groups are not independent samples."
 )
 
 

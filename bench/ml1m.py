@@ -103,8 +103,14 @@ from recengine.models.popularity import Popularity, PopularityConfig
 from recengine.models.sasrec import SASRec
 from recengine.models.userknn import UserKNN, UserKNNConfig
 from recengine.snapshot import TrainingSnapshot, complete_model_config, load_snapshot
-from recengine.train import PreparedData, TrainConfig, model_scorer, prepare_data, train_sasrec
-from recengine.train import _metrics as card_metrics  # the card's metric dicts, as fit() makes them
+from recengine.train import (
+    PreparedData,
+    TrainConfig,
+    card_metrics,
+    model_scorer,
+    prepare_data,
+    train_sasrec,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SASREC_FILE = "sasrec_ml-1m.txt.gz"

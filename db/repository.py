@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine, Select, func, insert, or_, select
 from sqlalchemy.orm import Session as DbSession
@@ -101,6 +102,15 @@ class ShownItem:
     score: float
     source: str
     explanation: dict
+
+
+@dataclass(frozen=True)
+class UserEvents:
+    """Per user id, oldest first: item ids, event times (epoch seconds) and ratings (or None)."""
+
+    sequences: dict[int, list[int]]
+    times: dict[int, list[float]]
+    ratings: dict[int, list[float | None]]
 
 
 class Repository:
@@ -358,20 +368,38 @@ class Repository:
         with DbSession(self.engine) as db:
             return db.scalar(stmt) or 0
 
-    def user_sequences(self, dataset_id: int) -> dict[int, list[int]]:
-        """Every user's item ids in time order: what the model trains on."""
-        stmt = (
-            select(Session.user_id, Event.item_id)
+    @staticmethod
+    def _dataset_events_stmt(dataset_id: int, *columns: Any) -> Select:
+        """``columns`` of every event of a dataset's users, by user, then time (then id)."""
+        return (
+            select(Session.user_id, *columns)
             .join(Session, Session.id == Event.session_id)
             .join(User, User.id == Session.user_id)
             .where(User.dataset_id == dataset_id)
             .order_by(Session.user_id, Event.ts, Event.id)
         )
+
+    def user_sequences(self, dataset_id: int) -> dict[int, list[int]]:
+        """Every user's item ids in time order: what the model trains on."""
         sequences: dict[int, list[int]] = {}
         with DbSession(self.engine) as db:
-            for user_id, item_id in db.execute(stmt):
+            for user_id, item_id in db.execute(
+                self._dataset_events_stmt(dataset_id, Event.item_id)
+            ):
                 sequences.setdefault(user_id, []).append(item_id)
         return sequences
+
+    def user_events(self, dataset_id: int) -> UserEvents:
+        """Every user's events in the order of :meth:`user_sequences`, with time and rating."""
+        stmt = self._dataset_events_stmt(dataset_id, Event.item_id, Event.ts, Event.rating)
+        out = UserEvents({}, {}, {})
+        with DbSession(self.engine) as db:
+            for user_id, item_id, ts, rating in db.execute(stmt):
+                out.sequences.setdefault(user_id, []).append(item_id)
+                # Stored as naive UTC: read it as UTC, not as this machine's local time.
+                out.times.setdefault(user_id, []).append(ts.replace(tzinfo=UTC).timestamp())
+                out.ratings.setdefault(user_id, []).append(rating)
+        return out
 
     def counts(self, dataset_id: int | None = None) -> dict[str, int]:
         """Row counts, of the whole database or of one dataset."""

@@ -13,8 +13,7 @@ A training loop reads::
         loss = train_one_epoch()
         metric = evaluate() if valid and stopper.evaluate_now() else None
         stopper.end_epoch(loss, metric, snapshot=net.state_dict)
-    if stopper.best_state is not None:
-        net.load_state_dict(stopper.best_state)
+    stopper.restore_best(net)
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 StopReason = Literal["max_epochs", "patience", "time_budget"]
 
@@ -55,6 +54,10 @@ class EpochReport:
 
 
 EpochCallback = Callable[[EpochReport], None]
+
+
+class _Restorable(Protocol):
+    def load_state_dict(self, state: Any) -> Any: ...
 
 
 class EarlyStopping:
@@ -166,6 +169,11 @@ class EarlyStopping:
         elif self.evals_since_best >= self.patience:
             self.stop_reason = "patience"
         return self.stop_reason is not None
+
+    def restore_best(self, module: _Restorable) -> None:
+        """Load the best state into ``module``; no-op when nothing was evaluated."""
+        if self.best_state is not None:
+            module.load_state_dict(self.best_state)
 
 
 __all__ = ["EarlyStopping", "EpochCallback", "EpochReport", "StopReason"]

@@ -33,7 +33,7 @@ from recengine.data import (
     training_windows,
 )
 from recengine.device import pick_device, training_autocast
-from recengine.evaluate import RankingMetrics, evaluate_cases, popularity_scorer
+from recengine.evaluate import BatchScorer, RankingMetrics, evaluate_cases, popularity_scorer
 from recengine.features import token_table
 from recengine.models.sasrec import SASRec, SASRecConfig
 from recengine.snapshot import (
@@ -448,8 +448,8 @@ def fit(
     if team.is_leader:
         pop = popularity_scorer(data.train_seqs, len(data.vocab))
         metrics = {
-            "sasrec": {"valid": _metrics(scorer, data.valid), "test": _metrics(scorer, data.test)},
-            "popularity": {"valid": _metrics(pop, data.valid), "test": _metrics(pop, data.test)},
+            name: {"valid": card_metrics(s, data.valid), "test": card_metrics(s, data.test)}
+            for name, s in (("sasrec", scorer), ("popularity", pop))
         }
     metrics = team.object_from_leader(metrics)
     agreement = team.finish(model)
@@ -505,7 +505,8 @@ def _snapshot(
     )
 
 
-def _metrics(scorer, cases: Sequence[NextItemCase]) -> dict[str, float | int]:  # type: ignore[no-untyped-def]
+def card_metrics(scorer: BatchScorer, cases: Sequence[NextItemCase]) -> dict[str, float | int]:
+    """The metric dict a model card stores for one split: ranking metrics @10, rounded."""
     result: RankingMetrics = evaluate_cases(scorer, cases, k=10)
     return {
         key: round(value, 4) if isinstance(value, float) else value

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import gzip
 from dataclasses import dataclass
-from datetime import UTC
 from pathlib import Path
 
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session as DbSession
+from sqlalchemy import Engine
 
-from db.repository import ItemRow
-from db.schema import Event, Session, User
+from db.repository import ItemRow, Repository
 from recengine.data import fingerprint
 from recengine.features import item_tokens
 
@@ -39,36 +36,6 @@ class TrainingData:
         return sum(len(s) for s in self.sequences.values())
 
 
-@dataclass(frozen=True)
-class UserEvents:
-    sequences: dict[int, list[int]]
-    times: dict[int, list[float]]
-    ratings: dict[int, list[float | None]]
-
-
-def read_user_events(engine: Engine, dataset_id: int) -> UserEvents:
-    """Every user's events of one dataset in time order: item, time and rating.
-
-    The same order as ``Repository.user_sequences`` (user, time, event id), with the two columns
-    that query leaves out. (A candidate for ``db.repository``; it lives here until it moves.)
-    """
-    stmt = (
-        select(Session.user_id, Event.item_id, Event.ts, Event.rating)
-        .join(Session, Session.id == Event.session_id)
-        .join(User, User.id == Session.user_id)
-        .where(User.dataset_id == dataset_id)
-        .order_by(Session.user_id, Event.ts, Event.id)
-    )
-    out = UserEvents({}, {}, {})
-    with DbSession(engine) as db:
-        for user_id, item_id, ts, rating in db.execute(stmt):
-            out.sequences.setdefault(user_id, []).append(item_id)
-            # Stored as naive UTC: read it as UTC, not as this machine's local time.
-            out.times.setdefault(user_id, []).append(ts.replace(tzinfo=UTC).timestamp())
-            out.ratings.setdefault(user_id, []).append(rating)
-    return out
-
-
 def from_database(
     engine: Engine,
     dataset_id: int,
@@ -77,7 +44,7 @@ def from_database(
     catalog_fingerprint: str,
 ) -> TrainingData:
     """A database dataset; ratings are kept only when every event has one (MovieLens)."""
-    events = read_user_events(engine, dataset_id)
+    events = Repository(engine).user_events(dataset_id)
     ratings: dict[int, list[float]] | None = None
     if events.ratings and all(r is not None for rs in events.ratings.values() for r in rs):
         ratings = {u: [float(r) for r in rs if r is not None] for u, rs in events.ratings.items()}

@@ -25,6 +25,7 @@ from recengine.blend import (
     normalise,
     save_blend_config,
     truncated_cases,
+    tune_from_ranks,
     tune_kappa,
     weight,
 )
@@ -159,12 +160,36 @@ def test_tune_kappa_picks_the_kappa_that_gives_the_winning_weight() -> None:
         )
         for (att, con), n in cases
     ]
-    config = tune_kappa(batches, data_fingerprint="abc")
+    # min_gain_se=0: the plain best κ (one case per bucket cannot pass the standard-error rule).
+    config = tune_kappa(batches, data_fingerprint="abc", min_gain_se=0)
     # n = 2: κ = 4, 8, 16, 32, ∞ all win; ties go to the first in the grid.
     assert dict(config.kappas) == {"1": 1.0, "2-3": 4.0, "6-10": 8.0}
     assert config.tuning["6-10"]["ndcg@10"]["8.0"] == 1.0
     assert config.tuning["6-10"]["ndcg@10"]["4.0"] == pytest.approx(1 / math.log2(3))
     assert config.data_fingerprint == "abc"
+
+
+def test_a_blend_must_beat_the_better_pure_side_by_one_standard_error() -> None:
+    grid = (0.0, 1.0, math.inf)  # attention only, a blend, content only
+    # Bucket "1", 4 cases: the blend wins case 1, attention case 2. Gains (NDCG@10): blend
+    # [1, 0, 0, 0], attention [0, 1/log2(3), 0, 0] = [0, .6309, 0, 0], content all 0.
+    # Differences [1, -.6309, 0, 0]: mean .0923, sample sd .6743, SE .3371 > .0923: attention.
+    noisy = [[20, 0, 20], [1, 20, 20], [20, 20, 20], [20, 20, 20]]
+    # Bucket "6-10", 4 cases: the blend always at rank 0, attention at 5, content at 20:
+    # differences all 1 - 1/log2(7) = .6438, SE 0: the blend.
+    clear = [[5, 0, 20]] * 4
+    ranks = np.array(noisy + clear)
+    lengths = np.array([1] * 4 + [8] * 4)
+
+    config = tune_from_ranks(ranks, lengths, grid=grid)
+    assert dict(config.kappas) == {"1": 0.0, "6-10": 1.0}
+    assert config.tuning["1"]["picked"].startswith("pure side")
+    assert config.tuning["1"]["ndcg@10"] == {"0.0": 0.15773, "1.0": 0.25, "inf": 0.0}
+    assert config.tuning["6-10"]["picked"].startswith("best")
+    # Without the rule the noisy bucket takes the blend; a 0.27-SE bar would too (.0923 / .3371).
+    assert dict(tune_from_ranks(ranks, lengths, grid=grid, min_gain_se=0).kappas)["1"] == 1.0
+    assert dict(tune_from_ranks(ranks, lengths, grid=grid, min_gain_se=0.27).kappas)["1"] == 1.0
+    assert dict(tune_from_ranks(ranks, lengths, grid=grid, min_gain_se=0.28).kappas)["1"] == 0.0
 
 
 def test_a_target_outside_the_candidates_is_never_shown() -> None:

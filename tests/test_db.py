@@ -87,6 +87,22 @@ def test_event_round_trip_through_the_file(repo: Repository, tmp_path: Path) -> 
     assert reopened.user_history(user, limit=1)[0].item_id == 2
 
 
+def test_user_events_carry_utc_times_and_ratings_in_sequence_order(repo: Repository) -> None:
+    user = repo.create_user(DS, "Ada")
+    session = repo.start_session(user, "mobile", "evening")
+    repo.add_event(session, 2, "view")
+    repo.add_event(session, 1, "rating", rating=4.5)
+    # Naive UTC in the table: the epoch seconds must not depend on this machine's time zone.
+    with repo.engine.begin() as conn:
+        conn.execute(text("UPDATE events SET ts = '2026-01-02 03:04:05' WHERE item_id = 2"))
+        conn.execute(text("UPDATE events SET ts = '2026-01-02 03:04:06' WHERE item_id = 1"))
+
+    events = repo.user_events(DS)
+    assert events.sequences == repo.user_sequences(DS) == {user: [2, 1]}
+    assert events.times == {user: [1767323045.0, 1767323046.0]}
+    assert events.ratings == {user: [None, 4.5]}
+
+
 def test_unknown_ids_are_refused_and_nothing_is_written(repo: Repository) -> None:
     user = repo.create_user(DS, "Bob")
     session = repo.start_session(user)

@@ -95,6 +95,26 @@ def test_best_state_is_a_copy() -> None:
     assert stopper.best_state == {"w": [1.0]}
 
 
+def test_restore_best_loads_the_best_state_or_nothing() -> None:
+    class Net:
+        state: object = "live"
+
+        def load_state_dict(self, state: object) -> None:
+            self.state = state
+
+    net = Net()
+    never_evaluated = EarlyStopping(max_epochs=1, patience=1)
+    for _ in never_evaluated.epochs():
+        never_evaluated.end_epoch()
+    never_evaluated.restore_best(net)
+    assert net.state == "live"
+
+    stopper = EarlyStopping(max_epochs=3, patience=5)
+    drive([0.2, 0.5, 0.4], stopper)
+    stopper.restore_best(net)
+    assert net.state == {"epoch": 2}
+
+
 def test_progress_reports_each_epoch() -> None:
     reports: list[EpochReport] = []
     stopper = EarlyStopping(max_epochs=4, patience=3, eval_every=2, progress=reports.append)

@@ -87,12 +87,17 @@ def test_training_tunes_kappa_per_history_length(state_dir: Path) -> None:
     tuned = BlendConfig.from_json((state_dir / "tuned_blend.json").read_text())
     assert set(tuned.tuning) and "1" in tuned.tuning
     for bucket, measured in tuned.tuning.items():
-        # The chosen κ is the validation-best of the grid (NDCG@10).
+        # The chosen κ is the validation-best of the grid (NDCG@10), or the better pure side
+        # (κ = 0 or ∞) when the best blend does not clear the standard-error bar.
         ndcg = measured["ndcg@10"]
-        best = max(ndcg.values())
         chosen = tuned.kappas[bucket]
         key = "inf" if chosen == float("inf") else str(float(chosen))
-        assert ndcg[key] == pytest.approx(best)
+        if measured["picked"].startswith("best"):
+            assert ndcg[key] == pytest.approx(max(ndcg.values()))
+        else:
+            assert key in ("0.0", "inf")
+            assert ndcg[key] == pytest.approx(max(ndcg["0.0"], ndcg["inf"]))
+            assert max(ndcg.values()) >= ndcg[key]  # a blend looked as good or better: noise
 
 
 def test_onboarding_categories_shape_a_new_users_first_picks(service: RecService) -> None:

@@ -427,8 +427,7 @@ class DIN:
                 record["elapsed_s"] = time.perf_counter() - started
                 self._fitted.history.append(record)
                 stopper.end_epoch(record["loss"], ndcg, snapshot=net.state_dict)
-        if stopper.best_state is not None:
-            net.load_state_dict(stopper.best_state)
+        stopper.restore_best(net)
         net.eval()
         details: dict[str, Any] = {
             **cfg.to_dict(),

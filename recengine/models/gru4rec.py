@@ -190,8 +190,7 @@ class GRU4Rec:
                     record["valid_ndcg@10"] = ndcg
                 history.append(record)
                 stopper.end_epoch(record["train_loss"], ndcg, snapshot=net.state_dict)
-        if stopper.best_state is not None:
-            net.load_state_dict(stopper.best_state)
+        stopper.restore_best(net)
         net.eval()
         return FitReport(
             seconds=time.perf_counter() - started,

@@ -174,8 +174,7 @@ class BiasedMF:
                 record["valid_rmse"] = rmse
             history.append(record)
             stopper.end_epoch(record["train_loss"], rmse, snapshot=params.state_dict)
-        if stopper.best_state is not None:
-            params.load_state_dict(stopper.best_state)
+        stopper.restore_best(params)
         params.eval()
         return FitReport(
             seconds=time.perf_counter() - started,
