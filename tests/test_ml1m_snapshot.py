@@ -143,6 +143,9 @@ def test_snapshot_records_equal_the_trained_models_metrics(trained: Trained) -> 
     assert full["note"].startswith("best weights of a training snapshot (epoch 2, best epoch")
     assert full["note"].endswith("; run stopped") and sampled["note"] == full["note"]
     assert full["snapshot"]["file"] == str(trained.snapshot.resolve())
+    assert "0 lr decays at plateaus" in full["note"]
+    assert full["snapshot"]["lr_decays_done"] == 0
+    assert full["snapshot"]["lr_now"] == TRAIN.lr
     assert (full["users"], full["items"], full["max_users"]) == (60, N_ITEMS, None)
 
 
