@@ -1,6 +1,6 @@
 """The real service path at MovieLens-1M size: recommend, recommend_for_session, explain.
 
-    python -m bench.service_latency [--quick] [--threads 1] [--checkpoint DIR] [--data-dir DIR]
+    python -m bench.service_latency [--quick] [--threads 2 1] [--checkpoint DIR] [--data-dir DIR]
                                     [--gc-freeze] [--note TEXT] [--no-write]
     python -m bench.service_latency --rerender   # the docs section again from the saved JSON
 
@@ -30,14 +30,16 @@ than 20 ratings):
   SASRec forward with the catalog logits, and the catalog alignment), the list building, and
   ``explain_top`` with and without its faithfulness rows and occlusion.
 
-Protocol: torch ``--threads`` (default 1), warm-up calls dropped, then 200 timed calls per cell
-(explain cells stop after a time budget once they have at least 50). Python's full garbage
-collections during each cell are counted and timed: with torch and SQLAlchemy loaded one takes
-longer than the whole target, so they set the tail; ``--gc-freeze`` calls ``gc.freeze()`` after
-warm-up, as a server could once its start-up is done, to measure that remedy. Outputs and the
-shapes the issue asks for (10 picks, none seen, weights over the window) are checked before
-timing. A full run writes ``bench/results/service_latency.json`` and the ``service_latency``
-section of ``docs/benchmarks.md``; ``--quick`` runs few calls per cell and writes nothing.
+Protocol: torch ``--threads`` (default: torch's default, as the app runs; several counts are
+timed one after the other on the same service and compared), warm-up calls dropped, then 200
+timed calls per cell (explain cells stop after a time budget once they have at least 50).
+Python's full garbage collections during each cell are counted and timed: with torch and
+SQLAlchemy loaded one takes longer than the whole target, so they set the tail; ``--gc-freeze``
+calls ``gc.freeze()`` after warm-up, as a server could once its start-up is done, to measure
+that remedy. Outputs and the shapes the issue asks for (10 picks, none seen, weights over the
+window) are checked before timing. A full run writes ``bench/results/service_latency.json`` and
+the ``service_latency`` section of ``docs/benchmarks.md``; ``--quick`` runs few calls per cell
+and writes nothing.
 """
 
 from __future__ import annotations
@@ -501,7 +503,44 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {name} | {cells} |")
     lines += ["", *[f"- {where_time_goes(r)}" for r in rows]]
     lines += ["", "### Against the targets", "", *verdicts(rows)]
+    lines += threads_compared(result)
     return "\n".join(lines)
+
+
+def threads_compared(result: dict[str, Any]) -> list[str]:
+    """p50s of every thread count timed, as ratios to the first (absent in older results)."""
+    runs = result.get("by_threads") or []
+    if len(runs) < 2:
+        return []
+    first = runs[0]
+
+    def threads(run: dict[str, Any]) -> str:
+        return f"{run['threads']} thread{'s' if run['threads'] > 1 else ''}"
+
+    head = " | ".join(
+        f"`{cell}` p50, {threads(run)}" for cell in ("recommend", "explain") for run in runs
+    )
+    lines = [
+        "",
+        f"### Torch threads compared (ms, p50; ratio to {first['threads']} threads)",
+        "",
+        "Same service, users and protocol, timed one thread count after the other. Load "
+        "average before each: "
+        + "; ".join(f"{threads(run)}: {run['load_before']}" for run in runs)
+        + ".",
+        "",
+        f"| user | events | {head} |",
+        "|---|---|" + "---|" * (2 * len(runs)),
+    ]
+    for i, row in enumerate(first["users"]):
+        cells = []
+        for cell in ("recommend", "explain"):
+            base = row["cells"][cell]["p50"]
+            for run in runs:
+                p50 = run["users"][i]["cells"][cell]["p50"]
+                cells.append(f"{p50:.1f}" + ("" if run is first else f" ({p50 / base:.2f}×)"))
+        lines.append(f"| {row['label']} | {row['history']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 # ---- main ---------------------------------------------------------------------------------
@@ -535,34 +574,54 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 service.recommend(users[-1].user_id, K)
                 gc.collect()
                 gc.freeze()
-            load_before = load_average()
-            rows = [time_user(service, u, protocol, slow, slow_pieces) for u in users]
-            load_after = load_average()
+            by_threads = []
+            for threads in args.threads:
+                torch.set_num_threads(threads)
+                load_before = load_average()
+                rows = [time_user(service, u, protocol, slow, slow_pieces) for u in users]
+                by_threads.append(
+                    {
+                        "threads": threads,
+                        "load_before": load_before,
+                        "load_after": load_average(),
+                        "users": rows,
+                    }
+                )
         finally:
             service.engine.dispose()
+    # The first thread count is the one the tables show in full; the others are compared.
+    first = by_threads[0]
     return {
         "date": today(),
         "machine": machine(),
-        "threads": torch.get_num_threads(),
+        "threads": first["threads"],
         "note": args.note,
         "quick": args.quick,
         "gc_freeze": args.gc_freeze,
-        "load_before": load_before,
-        "load_after": load_after,
+        "load_before": first["load_before"],
+        "load_after": first["load_after"],
         "protocol": protocol.__dict__,
         "slow_protocol": slow.__dict__,
         "explain_pieces_protocol": slow_pieces.__dict__,
         "weights": weights,
         "data": data,
         "targets_ms": TARGET,
-        "users": rows,
+        "users": first["users"],
+        "by_threads": by_threads,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="few calls per cell, no write")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[torch.get_num_threads()],
+        help="torch thread counts, timed one after the other on the same service; the first is "
+        "shown in full (default: torch's default, what the app runs with)",
+    )
     parser.add_argument("--checkpoint", type=Path, help="a trained checkpoint of this catalog")
     parser.add_argument("--data-dir", type=Path, help="the ML-1M folder")
     parser.add_argument("--note", default="", help="a line printed above the tables")
@@ -579,9 +638,8 @@ def main() -> None:
     if args.rerender:
         write_section("service_latency", markdown(json.loads(RESULTS.read_text())))
         return
-    if args.threads < 1:
+    if min(args.threads) < 1:
         parser.error("--threads must be at least 1")
-    torch.set_num_threads(args.threads)
     result = run(args)
     body = markdown(result)
     print(body)
