@@ -1,7 +1,8 @@
 """Cold start: content vs attention vs their blend by history length, synthetic world and ML-1M.
 
     python -m bench.coldstart [--world default] [--seeds 7] [--ml1m-checkpoint DIR]
-                              [--ml1m-minutes 7] [--ml1m-users N] [--skip-ml1m] [--no-write]
+                              [--ml1m-save DIR] [--ml1m-minutes 7] [--ml1m-users N]
+                              [--skip-ml1m] [--no-write]
 
 Protocol. Users with at least 3 items are split at random (seeded) into validation and test
 halves. A validation user gives one case per history length n = 0..20: the last n items before
@@ -14,7 +15,8 @@ item is ranked (no sampled negatives), seen items removed, ties against the targ
 - attention only: SASRec's scores from the same n items (undefined for n = 0).
 - blend: w(n)·z(attention) + (1 − w(n))·z(content), w(n) = n / (n + κ), z = z-score over the
   candidates (``recengine/blend.py``); κ per history bucket picked on the validation users from
-  {0, 0.5, 1, 2, 4, 8, 16, 32, ∞}, reported on the test users. The rank-normalised blend is
+  {0, 0.5, 1, 2, 4, 8, 16, 32, ∞} (a blend only when it beats the better pure side by two
+  user-clustered standard errors), reported on the test users. The rank-normalised blend is
   tuned and reported the same way for comparison.
 
 New items (synthetic only): 5% of the items that have events are held out of training
@@ -58,7 +60,7 @@ from recengine.blend import (
     tune_blend,
     tune_from_ranks,
 )
-from recengine.checkpoint import load_checkpoint
+from recengine.checkpoint import load_checkpoint, save_checkpoint
 from recengine.coldstart import ContentIndex
 from recengine.data import ItemVocab, NextItemCase, pad_batch, sequences_fingerprint
 from recengine.features import item_tokens
@@ -150,15 +152,17 @@ def _case_ranks(
     model: SASRec, vocab: ItemVocab, content: ContentIndex, cases: Sequence[NextItemCase]
 ) -> dict[str, np.ndarray]:
     """Ranks under every κ of the grid, z-score and rank normalisation, and each case's n."""
-    zscore, rank, lengths = [], [], []
+    zscore, rank, lengths, users = [], [], [], []
     for batch in blend_cases(model, vocab, content, cases):
         zscore.append(kappa_ranks(batch, KAPPA_GRID, "zscore"))
         rank.append(kappa_ranks(batch, KAPPA_GRID, "rank"))
         lengths.append(batch.lengths)
+        users.append(batch.users)
     return {
         "zscore": np.concatenate(zscore),
         "rank": np.concatenate(rank),
         "lengths": np.concatenate(lengths),
+        "users": np.concatenate(users),
     }
 
 
@@ -207,7 +211,9 @@ def compare_by_length(
         ],
     )
     configs = {
-        norm: tune_from_ranks(valid[norm], valid["lengths"], normalisation=norm)
+        norm: tune_from_ranks(
+            valid[norm], valid["lengths"], normalisation=norm, groups=valid["users"]
+        )
         for norm in ("zscore", "rank")
     }
     content_col, attention_col = KAPPA_GRID.index(math.inf), KAPPA_GRID.index(0.0)
@@ -433,7 +439,12 @@ def run_synthetic(size: str, seed: int, time_budget_s: float, holdout: bool = Tr
 
 
 def run_ml1m(
-    data_dir: Path, checkpoint: Path | None, minutes: float, epochs: int, users: int | None
+    data_dir: Path,
+    checkpoint: Path | None,
+    minutes: float,
+    epochs: int,
+    users: int | None,
+    save_dir: Path | None = None,
 ) -> dict:
     sequences = load_sequences(data_dir / SASREC_FILE)
     item_ids = sorted({i for s in sequences.values() for i in s})
@@ -441,7 +452,11 @@ def run_ml1m(
     if checkpoint is not None:
         loaded = load_checkpoint(checkpoint)
         model, vocab, card = loaded.model, loaded.vocab, loaded.card
-        source = f"checkpoint {checkpoint}"
+        source = (
+            f"checkpoint {checkpoint.name} ({card.training.get('epochs_run')} epochs, best "
+            f"{card.training.get('best_epoch')}, lr {card.training.get('lr')}, seed "
+            f"{card.training.get('seed')})"
+        )
         if card.data_fingerprint != sequences_fingerprint(sequences):
             source += " (trained on other data than this file: targets may have been seen)"
     else:
@@ -464,6 +479,8 @@ def run_ml1m(
             progress=lambda p: print(" ", p.describe(), f"({p.elapsed_s:.0f} s)", flush=True),
         )
         model, vocab, card = result.model, result.vocab, result.card
+        if save_dir is not None:  # for reruns with --ml1m-checkpoint
+            save_checkpoint(save_dir, model, card)
         source = (
             f"short SASRec trained here (≤ {epochs} epochs, {minutes:g} min cap, lr "
             f"{config.lr}, batch {config.batch_size}, seed {config.seed}; "
@@ -618,9 +635,9 @@ PROTOCOL = (
     "second-to-last item for validation users, the last for test users); full ranking over "
     "every item, seen items removed, ties against the target. κ per bucket from "
     "{0, 0.5, 1, 2, 4, 8, 16, 32, ∞} maximises validation NDCG@10, except that a blend "
-    "(0 < κ < ∞) must beat the better pure side by more than one standard error of the paired "
-    "per-case difference, or that pure side is kept (`blend._pick_kappa`). Cases of one user "
-    "at different n share the target, so groups are not independent samples."
+    "(0 < κ < ∞) must beat the better pure side by more than two standard errors of the paired "
+    "per-case difference, clustered by user (a user's cases at different n share the target), "
+    "or that pure side is kept (`blend._pick_kappa`)."
 )
 
 
@@ -634,6 +651,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--skip-ml1m", action="store_true")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--ml1m-checkpoint", type=Path, default=None)
+    parser.add_argument(
+        "--ml1m-save", type=Path, default=None, help="save the short ML-1M model trained here"
+    )
     parser.add_argument("--ml1m-minutes", type=float, default=7.0)
     parser.add_argument("--ml1m-epochs", type=int, default=10)
     parser.add_argument("--ml1m-users", type=int, default=None, help="cap each user half")
@@ -665,6 +685,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.ml1m_minutes,
             args.ml1m_epochs,
             args.ml1m_users,
+            args.ml1m_save,
         )
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
     body = markdown(result)

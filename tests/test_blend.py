@@ -22,6 +22,7 @@ from recengine.blend import (
     blend,
     kappa_ranks,
     load_blend_config,
+    mean_standard_error,
     normalise,
     save_blend_config,
     truncated_cases,
@@ -181,7 +182,7 @@ def test_a_blend_must_beat_the_better_pure_side_by_one_standard_error() -> None:
     ranks = np.array(noisy + clear)
     lengths = np.array([1] * 4 + [8] * 4)
 
-    config = tune_from_ranks(ranks, lengths, grid=grid)
+    config = tune_from_ranks(ranks, lengths, grid=grid)  # the default bar: 2 SE
     assert dict(config.kappas) == {"1": 0.0, "6-10": 1.0}
     assert config.tuning["1"]["picked"].startswith("pure side")
     assert config.tuning["1"]["ndcg@10"] == {"0.0": 0.15773, "1.0": 0.25, "inf": 0.0}
@@ -190,6 +191,33 @@ def test_a_blend_must_beat_the_better_pure_side_by_one_standard_error() -> None:
     assert dict(tune_from_ranks(ranks, lengths, grid=grid, min_gain_se=0).kappas)["1"] == 1.0
     assert dict(tune_from_ranks(ranks, lengths, grid=grid, min_gain_se=0.27).kappas)["1"] == 1.0
     assert dict(tune_from_ranks(ranks, lengths, grid=grid, min_gain_se=0.28).kappas)["1"] == 0.0
+
+
+def test_standard_errors_plain_and_clustered_by_user() -> None:
+    values = np.array([1.0, 3.0, 2.0, 6.0])
+    # Plain: deviations from the mean 3 are -2, 0, -1, 3; sample variance 14/3; SE = sqrt(14/12).
+    assert mean_standard_error(values) == pytest.approx(math.sqrt(14 / 12))
+    # Clustered (CR1), users a a b b: deviation sums -2 and 2; G/(G-1) · 8 / N² = 2 · 8 / 16 = 1.
+    assert mean_standard_error(values, np.array([7, 7, 9, 9])) == pytest.approx(1.0)
+    # One case per user: the clustered SE is the plain one.
+    assert mean_standard_error(values, np.arange(4)) == pytest.approx(mean_standard_error(values))
+    assert math.isinf(mean_standard_error(values, np.zeros(4)))  # one user: nothing to compare
+    assert math.isinf(mean_standard_error(values[:1]))
+
+
+def test_a_users_repeated_cases_do_not_count_as_independent_evidence() -> None:
+    grid = (0.0, 1.0, math.inf)
+    # Bucket "2-3": the blend finds user 1's target at both n, attention and content never.
+    # Differences [1, 1, 0, 0]: mean .5; plain SE .2887 (1.73 SE), clustered by user SE .5 (1 SE).
+    ranks = np.array([[20, 0, 20], [20, 0, 20], [20, 20, 20], [20, 20, 20]])
+    lengths, users = np.array([2, 3, 2, 3]), np.array([1, 1, 2, 2])
+    plain = tune_from_ranks(ranks, lengths, grid=grid, min_gain_se=1.5)
+    clustered = tune_from_ranks(ranks, lengths, grid=grid, min_gain_se=1.5, groups=users)
+    assert plain.kappas["2-3"] == 1.0
+    assert clustered.kappas["2-3"] == 0.0  # the pure sides tie: the earlier κ in the grid
+    assert (
+        clustered.tuning["2-3"]["picked"] == "pure side: the best blend gained 0.50000 (SE 0.50000)"
+    )
 
 
 def test_a_target_outside_the_candidates_is_never_shown() -> None:
