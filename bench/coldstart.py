@@ -4,19 +4,22 @@
                               [--ml1m-save DIR] [--ml1m-minutes 7] [--ml1m-users N]
                               [--skip-ml1m] [--no-write]
 
-Protocol. Users with at least 3 items are split at random (seeded) into validation and test
-halves. A validation user gives one case per history length n = 0..20: the last n items before
-the second-to-last item, which is the target (the item training leaves out for early stopping);
-a test user does the same with the last item as target. The model saw neither target. Every
-item is ranked (no sampled negatives), seen items removed, ties against the target.
+Protocol (``--protocol same-users``, the default). Every user with at least 3 items gives one
+validation case per history length n = 0..20: the last n items before the second-to-last item,
+which is the target (the item training leaves out for early stopping); and one test case per n
+with the last item as target. κ is tuned on the validation cases, as the app tunes it on its
+users when it trains, and reported on the test cases. The model saw neither target. Every item
+is ranked (no sampled negatives), seen items removed, ties against the target.
+``--protocol split-users`` (the earlier runs) splits the users at random (seeded) into a
+validation half and a test half instead: half the tuning data, and κ judged on other users.
 
 - content only: ``ContentIndex`` profile of the n items (all weighted as views), cosine + a
   small popularity tie-break; n = 0 is popularity. Popularity counts the training part only.
 - attention only: SASRec's scores from the same n items (undefined for n = 0).
 - blend: w(n)·z(attention) + (1 − w(n))·z(content), w(n) = n / (n + κ), z = z-score over the
-  candidates (``recengine/blend.py``); κ per history bucket picked on the validation users from
+  candidates (``recengine/blend.py``); κ per history bucket picked on the validation cases from
   {0, 0.5, 1, 2, 4, 8, 16, 32, ∞} (a blend only when it beats the better pure side by two
-  user-clustered standard errors), reported on the test users. The rank-normalised blend is
+  user-clustered standard errors), reported on the test cases. The rank-normalised blend is
   tuned and reported the same way for comparison.
 
 New items (synthetic only): 5% of the items that have events are held out of training
@@ -134,12 +137,23 @@ def training_counts(sequences: Mapping[int, Sequence[int]]) -> dict[int, int]:
 
 
 def split_users(
-    sequences: Mapping[int, Sequence[int]], seed: int = SPLIT_SEED, limit: int | None = None
+    sequences: Mapping[int, Sequence[int]],
+    seed: int = SPLIT_SEED,
+    limit: int | None = None,
+    protocol: str = "same-users",
 ) -> tuple[list[int], list[int]]:
-    """Users with ≥ 3 items, shuffled, halved: (validation, test); ``limit`` caps each half."""
+    """(validation users, test users) among users with ≥ 3 items, shuffled (seeded).
+
+    ``"same-users"``: every user in both (κ from their second-to-last items, reported on their
+    last ones), as the app tunes κ; ``"split-users"``: two disjoint halves. ``limit`` caps each.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {tuple(PROTOCOLS)}, not {protocol!r}")
     users = sorted(u for u, s in sequences.items() if len(s) >= 3)
     order = np.random.default_rng(seed).permutation(len(users))
     shuffled = [users[i] for i in order]
+    if protocol == "same-users":
+        return shuffled[:limit], shuffled[:limit]
     half = len(shuffled) // 2
     valid, test = shuffled[:half], shuffled[half:]
     return (valid[:limit], test[:limit]) if limit else (valid, test)
@@ -403,7 +417,9 @@ def new_item_holdout(
 # ---- the two data sets ----------------------------------------------------------------------
 
 
-def run_synthetic(size: str, seed: int, time_budget_s: float, holdout: bool = True) -> dict:
+def run_synthetic(
+    size: str, seed: int, time_budget_s: float, holdout: bool = True, protocol: str = "same-users"
+) -> dict:
     world = generate_world(world_config(size, seed))
     items = world.item_rows()
     sequences = world.user_sequences()
@@ -416,7 +432,7 @@ def run_synthetic(size: str, seed: int, time_budget_s: float, holdout: bool = Tr
         train_config=train_config,
     )
     content = ContentIndex(items, training_counts(sequences))
-    valid_users, test_users = split_users(sequences)
+    valid_users, test_users = split_users(sequences, protocol=protocol)
     out = {
         "world": size,
         "seed": seed,
@@ -445,6 +461,7 @@ def run_ml1m(
     epochs: int,
     users: int | None,
     save_dir: Path | None = None,
+    protocol: str = "same-users",
 ) -> dict:
     sequences = load_sequences(data_dir / SASREC_FILE)
     item_ids = sorted({i for s in sequences.values() for i in s})
@@ -487,7 +504,7 @@ def run_ml1m(
             f"{card.training['epochs_run']} epochs run, best {card.training['best_epoch']})"
         )
     content = ContentIndex(items, training_counts(sequences))
-    valid_users, test_users = split_users(sequences, limit=users)
+    valid_users, test_users = split_users(sequences, limit=users, protocol=protocol)
     return {
         "users": len(sequences),
         "items": len(items),
@@ -538,7 +555,7 @@ def markdown(result: dict) -> str:
         "",
         f"Run {result['date']} on {result['machine']}. Protocol: {result['protocol']}",
         "",
-        f"Seeds: synthetic world, its training and its held-out items {seeds}; user split "
+        f"Seeds: synthetic world, its training and its held-out items {seeds}; user shuffle "
         f"{SPLIT_SEED}; MovieLens training 42. Columns: content = `ContentIndex` alone "
         "(popularity at n = 0), attention = SASRec alone, blend = "
         "w(n)·z(attention) + (1 − w(n))·z(content) with w(n) = n / (n + κ) and κ tuned per "
@@ -629,16 +646,25 @@ def markdown(result: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
-PROTOCOL = (
-    "users with ≥ 3 items split 50/50 (seed 0) into validation and test users; each gives one "
-    "case per history length n = 0..20 (the last n items before the held-out target: the "
-    "second-to-last item for validation users, the last for test users); full ranking over "
-    "every item, seen items removed, ties against the target. κ per bucket from "
-    "{0, 0.5, 1, 2, 4, 8, 16, 32, ∞} maximises validation NDCG@10, except that a blend "
+_TUNING = (
+    "full ranking over every item, seen items removed, ties against the target. κ per bucket "
+    "from {0, 0.5, 1, 2, 4, 8, 16, 32, ∞} maximises validation NDCG@10, except that a blend "
     "(0 < κ < ∞) must beat the better pure side by more than two standard errors of the paired "
     "per-case difference, clustered by user (a user's cases at different n share the target), "
     "or that pure side is kept (`blend._pick_kappa`)."
 )
+PROTOCOLS = {
+    "same-users": (
+        "every user with ≥ 3 items gives one case per history length n = 0..20 twice: the last "
+        "n items before the second-to-last item (validation: tunes κ, as the app does when it "
+        "trains) and the last n before the last item (test: reported). " + _TUNING
+    ),
+    "split-users": (
+        "users with ≥ 3 items split 50/50 (seed 0) into validation and test users; each gives "
+        "one case per history length n = 0..20 (the last n items before the held-out target: "
+        "the second-to-last item for validation users, the last for test users). " + _TUNING
+    ),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -647,6 +673,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[7], help="world/training seeds")
     parser.add_argument("--train-seconds", type=float, default=80.0, help="synthetic time cap")
     parser.add_argument("--no-holdout", action="store_true", help="skip the new-item hold-out")
+    parser.add_argument(
+        "--protocol",
+        choices=tuple(PROTOCOLS),
+        default="same-users",
+        help="which users tune κ and which report (see the module docstring)",
+    )
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--skip-ml1m", action="store_true")
     parser.add_argument("--data-dir", type=Path, default=None)
@@ -669,13 +701,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
 
     started = time.perf_counter()
-    result: dict = {"date": today(), "machine": machine(), "protocol": PROTOCOL}
+    result: dict = {
+        "date": today(),
+        "machine": machine(),
+        "protocol": PROTOCOLS[args.protocol],
+        "protocol_name": args.protocol,
+    }
     if not args.skip_synthetic:
         result["synthetic"] = []
         for seed in args.seeds:
             print(f"synthetic world {args.world}, seed {seed} ...", flush=True)
             result["synthetic"].append(
-                run_synthetic(args.world, seed, args.train_seconds, not args.no_holdout)
+                run_synthetic(
+                    args.world, seed, args.train_seconds, not args.no_holdout, args.protocol
+                )
             )
     if not args.skip_ml1m:
         print("MovieLens-1M ...", flush=True)
@@ -686,6 +725,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.ml1m_epochs,
             args.ml1m_users,
             args.ml1m_save,
+            args.protocol,
         )
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
     body = markdown(result)
