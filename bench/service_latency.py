@@ -337,7 +337,7 @@ def time_user(
             model.model, seqs, ranker.new
         ),
         "list building (_recommendations)": lambda: service._recommendations(
-            uid, history, ranking, None, len(history)
+            ranker, uid, history, ranking, None, len(history)
         ),
     }
     timed = {name: time_ms(run, protocol) for name, run in pieces.items()}
