@@ -150,16 +150,6 @@ class Repository:
             rows = db.scalars(select(Item).where(Item.id.in_(ids)))
             return {i.id: ItemRow.from_orm(i) for i in rows}
 
-    def categories(self, dataset_id: int) -> list[str]:
-        stmt = (
-            select(Item.category)
-            .where(Item.dataset_id == dataset_id)
-            .distinct()
-            .order_by(Item.category)
-        )
-        with DbSession(self.engine) as db:
-            return list(db.scalars(stmt))
-
     def search_items(
         self, dataset_id: int, query: str = "", category: str | None = None, limit: int = 50
     ) -> list[ItemRow]:

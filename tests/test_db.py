@@ -151,7 +151,6 @@ def test_search_uses_bound_parameters_and_escapes_wildcards(repo: Repository) ->
     assert [i.id for i in repo.search_items(DS, "n_t")] == [3]
     assert repo.search_items(DS, "'; DROP TABLE items; --") == []
     assert repo.count_items(DS) == 3
-    assert repo.categories(DS) == ["Kitchen", "Phone Accessories", "Phones"]
 
 
 def test_database_that_cannot_be_opened_names_the_path(tmp_path: Path) -> None:
