@@ -507,6 +507,9 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
 
 # ---- SASRec: every single removal from one full pass -------------------------------------------
 
+# Tokens per chunk of the position-wise layers in _single_removals (keeps (chunk, 4d) in cache).
+_TOKEN_CHUNK = 2048
+
 
 def _last_layer(
     model: SASRec,
@@ -604,14 +607,23 @@ def _single_removals(model: SASRec, window: list[int], fp: _FullPass) -> torch.T
     if y is None:  # a removed item carried nearly all the weight: redo in float64
         y = _prefix_suffix_attention(*parts, torch.float64)
         assert y is not None
-    x1 = x_shift[jj] + first.attn.proj(_merge_heads(y.to(x_shift.dtype)))
-    x1 = x1 + first.ff(first.ln_ff(x1))
+    y = _merge_heads(y.to(x_shift.dtype))  # (N, d)
 
-    # Last layer: keys/values of every token, the query of each row's last token only.
+    # The rest of the first block, then the last block's keys/values, token by token. In
+    # chunks: the (N, 4d) feed-forward activations of all ~20k tokens of a 200-item window do
+    # not fit in cache, and one chunk at a time ran ~2.4x faster (measured, 1 thread).
     last = model.blocks[-1]
-    kv = F.linear(last.ln_attn(x1), last.attn.qkv.weight[d:], last.attn.qkv.bias[d:])
+    N = len(jj)
+    kv = torch.empty(N, 2 * d, dtype=x_shift.dtype)
+    x_last = torch.empty(n - 1, d, dtype=x_shift.dtype)
+    for start in range(0, N, _TOKEN_CHUNK):
+        part = slice(start, start + _TOKEN_CHUNK)
+        x1 = x_shift[jj[part]] + first.attn.proj(y[part])
+        x1 = x1 + first.ff(first.ln_ff(x1))
+        kv[part] = F.linear(last.ln_attn(x1), last.attn.qkv.weight[d:], last.attn.qkv.bias[d:])
+        row_end = jj[part] == n - 1  # token (i, n − 1): the last token of row i
+        x_last[ii[part][row_end]] = x1[row_end]
     k_new, v_new = kv.split(d, dim=-1)  # (N, d)
-    x_last = x1[jj == n - 1]  # token (i, n − 1) of each row i, in row order
     out[: n - 1] = _last_layer(model, x_last, ii, jj, k_new, v_new, fp)
     return out
 

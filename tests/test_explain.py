@@ -145,6 +145,20 @@ def test_batched_occlusion_equals_one_removal_at_a_time(
             torch.testing.assert_close(batched[i + 1], loop, rtol=1e-4, atol=1e-4)
 
 
+def test_occlusion_in_token_chunks_equals_one_removal_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 10 items give 45 (i, j) tokens: chunks of 7 leave a short last chunk and split rows.
+    monkeypatch.setattr("recengine.explain._TOKEN_CHUNK", 7)
+    model = sasrec(seed=5, n_layers=2, n_heads=2)
+    rng = random.Random(5)
+    history = [rng.randint(1, N_ITEMS) for _ in range(10)]
+    batched = occlusion_scores(model, history)
+    for i in range(len(history)):
+        loop = last_scores(model, history[:i] + history[i + 1 :])
+        torch.testing.assert_close(batched[i + 1], loop, rtol=1e-4, atol=1e-4)
+
+
 def test_batched_occlusion_with_times_equals_loop_for_tisasrec() -> None:
     model = tisasrec()
     history = [5, 9, 2, 17, 33, 8, 1, 12]
