@@ -507,8 +507,10 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
 
 # ---- SASRec: every single removal from one full pass -------------------------------------------
 
-# Tokens per chunk of the position-wise layers in _single_removals (keeps (chunk, 4d) in cache).
+# Chunk sizes of _single_removals and _prefix_suffix_attention: they keep the intermediate
+# tensors of a 200-item window in cache (see there).
 _TOKEN_CHUNK = 2048
+_QUERY_CHUNK = 16
 
 
 def _last_layer(
@@ -641,24 +643,35 @@ def _prefix_suffix_attention(
     {i < s ≤ j: a_new[j, s]} applied to v_pre / v_new. None when a normaliser underflows."""
     H, n, hs = v_pre.shape
     e_pre, e_new = a_pre.to(dtype).exp(), a_new.to(dtype).exp()  # (H, n, n): query j, key s
-    # Inclusive prefix sums over keys s (in place: measured ~3x faster than torch.cumsum here);
-    # token (i, j) needs s ≤ i − 1.
-    num_pre = (e_pre.unsqueeze(-1) * v_pre.to(dtype).unsqueeze(1)).cumsum_(2)
-    den_pre = e_pre.cumsum(2)
-    # Inclusive sums over keys in reverse order r = n − 1 − s; token (i, j) needs s ≥ i + 1,
-    # i.e. r ≤ n − 2 − i (a_new is −inf beyond j). Small flips only, before the products.
-    e_rev = torch.flip(e_new, [2])
-    num_new = (e_rev.unsqueeze(-1) * torch.flip(v_new.to(dtype), [1]).unsqueeze(1)).cumsum_(2)
-    den_new = e_rev.cumsum(2)
+    # Keys in reverse order r = n − 1 − s for the sums over s ≥ i + 1, i.e. r ≤ n − 2 − i
+    # (a_new is −inf beyond j). Small flips only, before the products.
+    e_rev, v_rev, v_fwd = torch.flip(e_new, [2]), torch.flip(v_new.to(dtype), [1]), v_pre.to(dtype)
     has_pre = (ii > 0).to(dtype)
-    at_pre = jj * n + (ii - 1).clamp(min=0)  # flat (j, s) index into the (n, n) sums
+    at_pre = jj * n + (ii - 1).clamp(min=0)  # flat (j, s) index into (n, n) sums
     at_new = jj * n + (n - 2 - ii)
-    num = num_pre.view(H, n * n, hs).index_select(1, at_pre) * has_pre[:, None]
-    num = num + num_new.view(H, n * n, hs).index_select(1, at_new)  # (H, N, hs)
-    den = den_pre.view(H, n * n).index_select(1, at_pre) * has_pre
-    den = den + den_new.view(H, n * n).index_select(1, at_new)  # (H, N)
+    den = e_pre.cumsum(2).view(H, n * n).index_select(1, at_pre) * has_pre
+    den = den + e_rev.cumsum(2).view(H, n * n).index_select(1, at_new)  # (H, N)
     if bool((den < torch.finfo(dtype).tiny * 1e6).any()):
         return None
+    # Numerators: inclusive sums over keys of E·v, for _QUERY_CHUNK queries j at a time. The
+    # (H, n, n, hs) products of all queries at once (10 MB each at n = 200) left the cache;
+    # chunks ran ~3x faster (measured, 1 thread). Tokens are grouped by query j first.
+    num = torch.empty(H, len(jj), hs, dtype=dtype)
+    by_query = torch.argsort(jj, stable=True)
+    edges = torch.searchsorted(jj[by_query], torch.arange(0, n + _QUERY_CHUNK, _QUERY_CHUNK))
+    for c, j0 in enumerate(range(0, n, _QUERY_CHUNK)):
+        tokens = by_query[int(edges[c]) : int(edges[c + 1])]
+        if not len(tokens):
+            continue
+        j1 = min(j0 + _QUERY_CHUNK, n)
+        rows = (j1 - j0) * n
+        # In place: measured ~3x faster than torch.cumsum on these products.
+        sum_pre = (e_pre[:, j0:j1].unsqueeze(-1) * v_fwd.unsqueeze(1)).cumsum_(2)
+        sum_new = (e_rev[:, j0:j1].unsqueeze(-1) * v_rev.unsqueeze(1)).cumsum_(2)
+        shift = j0 * n  # the chunk starts at query j0
+        part = sum_pre.view(H, rows, hs).index_select(1, at_pre[tokens] - shift)
+        part = part * has_pre[tokens, None]
+        num[:, tokens] = part + sum_new.view(H, rows, hs).index_select(1, at_new[tokens] - shift)
     return num / den.unsqueeze(-1)
 
 

@@ -145,11 +145,13 @@ def test_batched_occlusion_equals_one_removal_at_a_time(
             torch.testing.assert_close(batched[i + 1], loop, rtol=1e-4, atol=1e-4)
 
 
-def test_occlusion_in_token_chunks_equals_one_removal_at_a_time(
+def test_occlusion_in_chunks_equals_one_removal_at_a_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # 10 items give 45 (i, j) tokens: chunks of 7 leave a short last chunk and split rows.
+    # 10 items give 45 (i, j) tokens: chunks of 7 leave a short last chunk and split rows;
+    # queries j in chunks of 3 leave a last chunk of one query.
     monkeypatch.setattr("recengine.explain._TOKEN_CHUNK", 7)
+    monkeypatch.setattr("recengine.explain._QUERY_CHUNK", 3)
     model = sasrec(seed=5, n_layers=2, n_heads=2)
     rng = random.Random(5)
     history = [rng.randint(1, N_ITEMS) for _ in range(10)]
