@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ from typing import Any
 
 import torch
 
-from bench.report import machine, percentiles, today, write_section
+from bench.report import load_average, machine, percentiles, run_header, today, write_section
 from recengine.data import pad_batch
 from recengine.explain import occlusion_scores
 from recengine.models.sasrec import SASRec, SASRecConfig
@@ -342,14 +341,7 @@ def markdown(result: dict[str, Any]) -> str:
         result.get("slow_protocol") or (QUICK_EXPLAIN if result["quick"] else FULL_EXPLAIN).__dict__
     )
     ml1m = ML1M_ITEMS if ML1M_ITEMS in catalogs else catalogs[0]
-    lines = [
-        "## Live scoring speed (`bench/latency.py`)",
-        "",
-        f"Run {result['date']} on {result['machine']}; torch threads: {result['threads']}. "
-        f"Load average before / after: {result['load_before']} / {result['load_after']}.",
-    ]
-    if result["note"]:
-        lines += ["", f"**{result['note']}**"]
+    lines = run_header("## Live scoring speed (`bench/latency.py`)", result)
     lines += [
         "",
         "SASRec with the ML-1M benchmark's shape (d_model 64, 2 layers, "
@@ -506,7 +498,7 @@ def main() -> None:
     protocol = QUICK if args.quick else FULL
     histories = (10, 200, 1000) if args.quick else HISTORIES
     catalogs = (ML1M_ITEMS, 100_000) if args.quick else CATALOGS
-    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    load_before = load_average()
 
     with torch.inference_mode():
         generator = torch.Generator().manual_seed(ML1M_ITEMS)
@@ -533,7 +525,7 @@ def main() -> None:
         "note": args.note,
         "quick": args.quick,
         "load_before": load_before,
-        "load_after": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "load_after": load_average(),
         "protocol": protocol.__dict__,
         "slow_protocol": slow.__dict__,
         "histories": list(histories),

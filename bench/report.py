@@ -38,6 +38,25 @@ def today() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d")
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, for "was the machine idle?" lines."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def run_header(title: str, result: dict) -> list[str]:
+    """A timing section's first lines: title, date, machine, threads, load and the run's note
+    (``result`` keys date, machine, threads, load_before, load_after, note)."""
+    lines = [
+        title,
+        "",
+        f"Run {result['date']} on {result['machine']}; torch threads: {result['threads']}. "
+        f"Load average before / after: {result['load_before']} / {result['load_after']}.",
+    ]
+    if result["note"]:
+        lines += ["", f"**{result['note']}**"]
+    return lines
+
+
 def percentiles(samples: Sequence[float]) -> dict[str, float]:
     ordered = sorted(samples)
 

@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import random
 import shutil
 import tempfile
@@ -64,7 +63,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from bench.latency import Protocol, make_model, time_ms
 from bench.ml1m import default_data_dir
-from bench.report import machine, today, write_section
+from bench.report import load_average, machine, run_header, today, write_section
 from db.engine import create_schema, make_engine
 from db.importers import import_movielens
 from db.schema import Event, Session, User
@@ -439,14 +438,9 @@ def markdown(result: dict[str, Any]) -> str:
     rows, data = result["users"], result["data"]
     protocol, slow = result["protocol"], result["slow_protocol"]
     pieces = result["explain_pieces_protocol"]
-    lines = [
-        "## Service latency at MovieLens-1M size (`bench/service_latency.py`)",
-        "",
-        f"Run {result['date']} on {result['machine']}; torch threads: {result['threads']}. "
-        f"Load average before / after: {result['load_before']} / {result['load_after']}.",
-    ]
-    if result["note"]:
-        lines += ["", f"**{result['note']}**"]
+    lines = run_header(
+        "## Service latency at MovieLens-1M size (`bench/service_latency.py`)", result
+    )
     lines += [
         "",
         f"MovieLens-1M imported into a temp SQLite file ({data['users']:,} users, "
@@ -544,10 +538,6 @@ def threads_compared(result: dict[str, Any]) -> list[str]:
 
 
 # ---- main ---------------------------------------------------------------------------------
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
