@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import os
 import sys
@@ -56,6 +57,15 @@ from recengine.train import (
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
+def buffer_sync_off(ddp_class: type) -> dict[str, bool]:
+    """DDP's keyword that stops re-broadcasting buffers before every forward: the model's only
+    buffer (item content tokens) never changes. torch 2.13 renamed it (``broadcast_buffers`` is
+    deprecated there), and CUDA builds in use are often older, so ask the signature."""
+    parameters = inspect.signature(ddp_class.__init__).parameters
+    name = "forward_sync_buffers" if "forward_sync_buffers" in parameters else "broadcast_buffers"
+    return {name: False}
+
+
 class _LossModule(nn.Module):
     """DDP synchronises gradients of what ``forward`` computes: here, the model's loss."""
 
@@ -82,7 +92,7 @@ class DDPTeam(Team):
         wrapped = DistributedDataParallel(
             _LossModule(model),
             device_ids=[self.device.index] if self.device.type == "cuda" else None,
-            forward_sync_buffers=False,  # the only buffer (item content tokens) never changes
+            **buffer_sync_off(DistributedDataParallel),
         )
         torch.manual_seed(seed + self.rank)  # each rank its own dropout masks
         return wrapped

@@ -6,6 +6,7 @@ database holding the tiny test world, and is compared with ``train_sasrec`` in t
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -61,6 +62,26 @@ def test_shards_cover_the_batch_once_and_weight_the_loss_to_its_mean(
     assert sorted(torch.cat(real).tolist()) == sorted(idx.tolist())  # every row exactly once
     averaged = sum(weight * mean_loss(rows) for rows, weight in shards) / world_size
     torch.testing.assert_close(averaged, mean_loss(idx), rtol=1e-12, atol=0.0)
+
+
+def test_buffer_sync_is_turned_off_under_either_torch_name() -> None:
+    """torch 2.13 renamed DDP's ``broadcast_buffers``; the GPU image we ran on had torch 2.11."""
+
+    class Before213:
+        def __init__(self, module: object, broadcast_buffers: bool = True) -> None: ...
+
+    class From213:
+        def __init__(
+            self, module: object, broadcast_buffers: bool | None = None,
+            forward_sync_buffers: bool | None = None,
+        ) -> None: ...  # fmt: skip
+
+    assert distributed.buffer_sync_off(Before213) == {"broadcast_buffers": False}
+    assert distributed.buffer_sync_off(From213) == {"forward_sync_buffers": False}
+    installed = distributed.buffer_sync_off(torch.nn.parallel.DistributedDataParallel)
+    assert installed.keys() <= set(
+        inspect.signature(torch.nn.parallel.DistributedDataParallel.__init__).parameters
+    )
 
 
 def test_entry_says_how_to_launch_it(
