@@ -163,8 +163,15 @@ def process_group(device_preference: str = "auto") -> Iterator[torch.device]:
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     try:
         yield device
+        # Leave together: no rank tears its connections down while another still works (rank 0
+        # saves and records the run after training), as torch asks of destroy_process_group.
+        barrier(device)
     finally:
         dist.destroy_process_group()
+
+
+def barrier(device: torch.device) -> None:
+    dist.barrier(device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def train_sasrec_distributed(
@@ -282,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 service = RecService(settings)
                 if leader:  # one process creates/migrates the database, the others wait
                     service.ensure_database()
-                dist.barrier(device_ids=[device.index] if device.type == "cuda" else None)
+                barrier(device)
                 data = service.training_data()
             model_config = args.model_config
             if model_config is None:

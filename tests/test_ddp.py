@@ -9,8 +9,10 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -98,61 +100,70 @@ def test_entry_says_how_to_launch_it(
 
 
 @pytest.fixture
-def tiny_state(tmp_path: Path) -> Path:
+def seeded_state(tmp_path: Path) -> Path:
+    """A state folder (SQLite database) holding the tiny test world, to copy per launch."""
     from db.synthetic import seed_database
 
-    service = RecService(tiny_settings(tmp_path))
+    template = tmp_path / "template"
+    service = RecService(tiny_settings(template))
     create_schema(service.engine)
     seed_database(service.engine, TEST_WORLD)
     service.engine.dispose()
-    return tmp_path
+    return template
 
 
-def test_two_cpu_processes_match_one(tiny_state: Path) -> None:
-    snapshot = tiny_state / "ddp-snapshot.pt"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECDEMO_")}
-    env.update(
-        RECDEMO_STATE_DIR=str(tiny_state),
-        RECDEMO_WORLD_SIZE="tiny",
-        RECDEMO_SEED="7",
-        RECDEMO_DEVICE="cpu",
-        OMP_NUM_THREADS="1",  # two processes on a small machine: no thread oversubscription
-    )
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",  # rendezvous on a free localhost port
-        "--nproc_per_node=2",
-        "-m",
-        "recengine.distributed",
-        "--model-config",
-        json.dumps(MODEL),
-        "--train-config",
-        json.dumps(TRAIN),
-        "--snapshot",
-        str(snapshot),
-    ]
-
-    def launch() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+def test_two_cpu_processes_match_one(seeded_state: Path) -> None:
+    def launch(attempt: int) -> tuple[Path, subprocess.CompletedProcess[str]]:
+        # Each attempt starts from its own copy of the seeded state, so what the checks below
+        # read (checkpoint, snapshot, recorded runs) comes from one launch only.
+        state = seeded_state.parent / f"attempt-{attempt}"
+        shutil.copytree(seeded_state, state)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RECDEMO_")}
+        env.update(
+            RECDEMO_STATE_DIR=str(state),
+            RECDEMO_WORLD_SIZE="tiny",
+            RECDEMO_SEED="7",
+            RECDEMO_DEVICE="cpu",
+            OMP_NUM_THREADS="1",  # two processes on a small machine: no thread oversubscription
+            PYTHONFAULTHANDLER="1",  # a rank that aborts prints where (Python side)
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",  # rendezvous on a free localhost port
+            "--nproc_per_node=2",
+            "-m",
+            "recengine.distributed",
+            "--model-config",
+            json.dumps(MODEL),
+            "--train-config",
+            json.dumps(TRAIN),
+            "--snapshot",
+            str(state / "ddp-snapshot.pt"),
+        ]
+        run = subprocess.run(
             command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False
         )
+        return state, run
 
-    run = launch()
+    state, run = launch(1)
     if run.returncode != 0:
-        # About one start in fifteen failed here before training began (the 2-process
-        # rendezvous on a busy machine); a second start must succeed, and training is seeded,
-        # so the checks below are unaffected.
-        first = run.stdout[-2000:] + run.stderr[-2000:]
-        run = launch()
+        # Rare 2-process launches on a busy machine fail in torch's own start-up (rendezvous)
+        # or teardown (a rank aborting at exit); seen about once in 15 starts (start-up, on an
+        # older setup) and once in ~100 (teardown). One more launch must succeed; the failure
+        # is reported as a warning so a CI log keeps it.
+        first = run.stdout[-2000:] + run.stderr[-3000:]
+        warnings.warn(f"first 2-process launch failed, retried:\n{first}", stacklevel=1)
+        state, run = launch(2)
         assert run.returncode == 0, (
             first + "\n--- retry ---\n" + run.stdout[-3000:] + run.stderr[-3000:]
         )
     assert run.stdout.count("epoch 6/6") == 1  # progress is printed by rank 0 only
+    snapshot = state / "ddp-snapshot.pt"
 
     # The same training in this process.
-    service = RecService(tiny_settings(tiny_state))
+    service = RecService(tiny_settings(state))
     data = service.training_data()
     config = TrainConfig(**TRAIN, seed=7, device="cpu")  # type: ignore[arg-type]
     single = train_sasrec(
