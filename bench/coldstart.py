@@ -2,7 +2,8 @@
 
     python -m bench.coldstart [--world default] [--seeds 7] [--ml1m-checkpoint DIR]
                               [--ml1m-save DIR] [--ml1m-minutes 7] [--ml1m-users N]
-                              [--skip-ml1m] [--no-write]
+                              [--skip-ml1m] [--no-write] [--json-out PART.json]
+    python -m bench.coldstart --merge PART.json [PART.json ...]
 
 Protocol (``--protocol same-users``, the default). Every user with at least 3 items gives one
 validation case per history length n = 0..20: the last n items before the second-to-last item,
@@ -58,6 +59,7 @@ from recengine.blend import (
     blend,
     blend_cases,
     kappa_ranks,
+    mean_standard_error,
     ndcg_hr,
     truncated_cases,
     tune_blend,
@@ -195,6 +197,19 @@ def _summary(ranks: np.ndarray) -> dict[str, float]:
     }
 
 
+def _blend_vs_best(ranks: Mapping[str, np.ndarray], users: np.ndarray) -> dict[str, float]:
+    """The z-score blend's NDCG@10 minus the better single side's on these cases, with the
+    standard error of that paired difference clustered by user: is a gap resolvable at all?"""
+    gains = {name: ndcg_hr(r, K)[0] for name, r in ranks.items()}
+    best = max(("content", "attention"), key=lambda v: gains[v].mean() if v in gains else -1.0)
+    diff = gains["blend_zscore"] - gains[best]
+    return {
+        "best_side": best,
+        "delta": round(float(diff.mean()), 5),
+        "se": round(mean_standard_error(diff, users), 5),
+    }
+
+
 def compare_by_length(
     model: SASRec,
     vocab: ItemVocab,
@@ -246,6 +261,9 @@ def compare_by_length(
         }
         if high == 0:
             by_group[name].pop("attention", None)  # nothing for attention to read
+        by_group[name]["blend_vs_best"] = _blend_vs_best(
+            {v: variants[v][rows] for v in by_group[name]}, test["users"][rows]
+        )
     per_n = {
         str(n): {
             variant: round(float(ndcg_hr(r[lengths == n], K)[0].mean()), 4)
@@ -538,7 +556,9 @@ def by_length_table(r: dict) -> str:
         c, a, b, br = (group.get(v) for v in ("content", "attention", "blend_zscore", "blend_rank"))
         best = max(c["ndcg@10"], a["ndcg@10"] if a else -1.0)
         delta = b["ndcg@10"] - best
-        verdict = "yes" if delta >= 0 else f"no ({delta:+.4f})"
+        gap = group.get("blend_vs_best")  # older results lack it
+        se = f", SE {gap['se']:.4f}" if gap else ""
+        verdict = ("yes" if delta >= 0 else "no") + (f" ({delta:+.4f}{se})" if delta else "")
         kappa = "–" if name == "0" else str(kappas.get(name, "–"))
         lines.append(
             f"| {name} | {c['n_cases']} | {_cell(c, 'hr@10')} / {_cell(c, 'ndcg@10')} | "
@@ -553,7 +573,14 @@ def markdown(result: dict) -> str:
     parts = [
         "## Cold start: content vs attention vs blend by history length (`bench/coldstart.py`)",
         "",
-        f"Run {result['date']} on {result['machine']}. Protocol: {result['protocol']}",
+        f"Run {result['date']} on {result['machine']}"
+        + (
+            f" as {result['parts']} processes side by side (one per world or dataset, merged "
+            "with `--merge`)"
+            if result.get("parts", 1) > 1
+            else ""
+        )
+        + f". Protocol: {result['protocol']}",
         "",
         f"Seeds: synthetic world, its training and its held-out items {seeds}; user shuffle "
         f"{SPLIT_SEED}; MovieLens training 42. Columns: content = `ContentIndex` alone "
@@ -667,6 +694,28 @@ PROTOCOLS = {
 }
 
 
+def merge_results(parts: Sequence[dict]) -> dict:
+    """One run from parts made by the same code and protocol in separate processes (seeds run
+    side by side on two cores): synthetic worlds in the order given, at most one ML-1M part."""
+    if not parts:
+        raise ValueError("nothing to merge")
+    for key in ("machine", "protocol_name"):
+        values = {part[key] for part in parts}
+        if len(values) != 1:
+            raise ValueError(f"parts differ in {key}: {sorted(values)}")
+    ml1m = [part["ml1m"] for part in parts if "ml1m" in part]
+    if len(ml1m) > 1:
+        raise ValueError("more than one part has a MovieLens-1M result")
+    merged: dict = {key: parts[0][key] for key in ("date", "machine", "protocol", "protocol_name")}
+    merged["date"] = max(part["date"] for part in parts)
+    merged["synthetic"] = [world for part in parts for world in part.get("synthetic", [])]
+    if ml1m:
+        merged["ml1m"] = ml1m[0]
+    merged["wall_seconds"] = round(sum(part["wall_seconds"] for part in parts), 1)
+    merged["parts"] = len(parts)
+    return merged
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--world", default="default", help="synthetic world size")
@@ -694,10 +743,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--render-last", action="store_true", help="only rewrite the docs from the last result"
     )
+    parser.add_argument(
+        "--json-out",
+        type=Path,
+        default=None,
+        help="write this run's result to this file only (not the docs or results), for --merge",
+    )
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="record several --json-out parts (e.g. seeds run side by side) as one run",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.render_last:
         write_section("coldstart", markdown(json.loads(RESULTS.read_text())[-1]))
+        return
+    if args.merge:
+        merged = merge_results([json.loads(path.read_text()) for path in args.merge])
+        write_section("coldstart", markdown(merged))
+        append_result(RESULTS, merged)
         return
 
     started = time.perf_counter()
@@ -730,7 +797,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
     body = markdown(result)
     print(body)
-    if not args.no_write:
+    if args.json_out:
+        args.json_out.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    elif not args.no_write:
         write_section("coldstart", body)
         append_result(RESULTS, result)
 

@@ -158,6 +158,9 @@ WORLD_SIZES: dict[str, WorldConfig] = {
     "small": WorldConfig(n_items=800, n_users=200),
     # ~21k events: what the app makes on first start.
     "default": WorldConfig(),
+    # ~210k events: the default catalog with 10x the users, for evaluations that must resolve
+    # NDCG differences of a few thousandths (bench/coldstart.py); 500 users cannot.
+    "medium": WorldConfig(n_users=5_000),
     # ~1M events: for the database benchmarks (bench/db.py) and load tests.
     "large": WorldConfig(n_items=20_000, n_users=25_000),
 }

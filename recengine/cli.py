@@ -428,7 +428,7 @@ def _parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="migrate the schema to the newest revision")
     seed = db_sub.add_parser("seed", help="write a synthetic world as a new dataset")
-    seed.add_argument("--size", default="default", help="tiny, small, default or large")
+    seed.add_argument("--size", default="default", help="tiny, small, default, medium or large")
     seed.add_argument("--seed", type=int, default=7)
     seed.add_argument("--name", default=None, help="dataset name (default synthetic-SIZE-SEED)")
     imp = db_sub.add_parser("import", help="import a public data set")
