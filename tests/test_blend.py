@@ -20,6 +20,7 @@ from recengine.blend import (
     BlendConfig,
     BlendConfigError,
     blend,
+    gain_bar,
     kappa_ranks,
     load_blend_config,
     mean_standard_error,
@@ -191,6 +192,26 @@ def test_a_blend_must_beat_the_better_pure_side_by_one_standard_error() -> None:
     assert dict(tune_from_ranks(ranks, lengths, grid=grid, min_gain_se=0).kappas)["1"] == 1.0
     assert dict(tune_from_ranks(ranks, lengths, grid=grid, min_gain_se=0.27).kappas)["1"] == 1.0
     assert dict(tune_from_ranks(ranks, lengths, grid=grid, min_gain_se=0.28).kappas)["1"] == 0.0
+
+
+def test_the_best_of_several_blends_must_clear_a_higher_bar() -> None:
+    # The one-comparison false-alarm rate of 2 SE (2.275 %), shared over 7 blends: 2.72 SE.
+    assert gain_bar(2.0, 1) == 2.0
+    assert gain_bar(2.0, 7) == pytest.approx(2.7214, abs=1e-4)
+    assert gain_bar(0.0, 7) == 0.0  # no rule: the plain best κ
+    # Bucket "6-10", 10 cases, content never shows the target: 4 where a blend ranks it first
+    # and attention does not show it, 6 where neither does. Paired gains 1 x4, 0 x6: mean 0.4,
+    # SE sqrt(0.4 · 0.6 / 9) = 0.1633, i.e. 2.45 SE: enough for one blend, not the best of 7.
+    rows = [[20, 0, 20]] * 4 + [[20, 20, 20]] * 6
+    lengths = np.full(10, 8)
+    one = tune_from_ranks(np.array(rows), lengths, grid=(0.0, 1.0, math.inf))
+    assert dict(one.kappas)["6-10"] == 1.0
+    assert one.tuning["6-10"]["picked"] == "best: beats the pure side by 2.4 SE"
+    # The same evidence among seven blends that all score alike (the first one wins ties).
+    seven = np.array([[r[0]] + [r[1]] * 7 + [r[2]] for r in rows])
+    many = tune_from_ranks(seven, lengths, grid=KAPPA_GRID)
+    assert dict(many.kappas)["6-10"] == 0.0
+    assert many.tuning["6-10"]["picked"].startswith("pure side: the best blend gained 0.40000")
 
 
 def test_standard_errors_plain_and_clustered_by_user() -> None:
