@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import norm, rankdata
+from scipy.stats import norm as standard_normal
+from scipy.stats import rankdata
 
 from recengine.checkpoint import CARD_FILE, CheckpointError
 from recengine.coldstart import ContentIndex
@@ -370,7 +371,7 @@ def gain_bar(min_gain_se: float, blends: int) -> float:
     """
     if min_gain_se <= 0 or blends <= 1:
         return min_gain_se
-    return float(norm.isf(norm.sf(min_gain_se) / blends))
+    return float(standard_normal.isf(standard_normal.sf(min_gain_se) / blends))
 
 
 def _pick_kappa(
