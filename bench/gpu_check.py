@@ -25,8 +25,9 @@ from pathlib import Path
 
 import torch
 
+from bench.latency import Protocol, time_ms
 from bench.ml1m import ML1M_MODEL, SASREC_FILE, default_data_dir, load_sequences
-from bench.report import append_result, machine, percentiles, today, write_section
+from bench.report import append_result, machine, today, write_section
 from recengine.checkpoint import load_checkpoint, save_checkpoint
 from recengine.data import leave_one_out, pad_batch
 from recengine.train import TrainConfig, TrainProgress, TrainResult, train_sasrec
@@ -68,18 +69,21 @@ def relative_error(on_gpu: torch.Tensor, on_cpu: torch.Tensor) -> float:
     return float(diff / on_cpu[finite].abs().max())
 
 
-def scoring_ms(model: torch.nn.Module, seqs: torch.Tensor, device: str, repeats: int = 20) -> float:
+# 3 warm-up calls, then the median of 20.
+SCORING_PROTOCOL = Protocol(warmup=3, runs=20, min_runs=20, budget_s=0.0)
+
+
+def scoring_ms(model: torch.nn.Module, seqs: torch.Tensor, device: str) -> float:
     """Median wall time of scoring the whole batch against every item (synchronised)."""
     seqs = seqs.to(device)
-    samples = []
+
+    def run() -> None:
+        model.score_last(seqs)
+        if device == "cuda":
+            torch.cuda.synchronize()  # CUDA calls return before the GPU has finished
+
     with torch.no_grad():
-        for _ in range(repeats + 3):
-            started = time.perf_counter()
-            model.score_last(seqs)
-            if device == "cuda":
-                torch.cuda.synchronize()
-            samples.append((time.perf_counter() - started) * 1000)
-    return percentiles(samples[3:])["p50"]
+        return time_ms(run, SCORING_PROTOCOL)["p50"]
 
 
 def checkpoint_round_trip(result: TrainResult, histories: list[list[int]]) -> dict[str, float]:
