@@ -708,7 +708,7 @@ def merge_results(parts: Sequence[dict]) -> dict:
     ml1m = [part["ml1m"] for part in parts if "ml1m" in part]
     if len(ml1m) > 1:
         raise ValueError("more than one part has a MovieLens-1M result")
-    merged: dict = {key: parts[0][key] for key in ("date", "machine", "protocol", "protocol_name")}
+    merged: dict = {key: parts[0][key] for key in ("machine", "protocol", "protocol_name")}
     merged["date"] = max(part["date"] for part in parts)
     merged["synthetic"] = [world for part in parts for world in part.get("synthetic", [])]
     if ml1m:
