@@ -151,7 +151,7 @@ def test_two_cpu_processes_match_one(seeded_state: Path) -> None:
     if run.returncode != 0:
         # Rare 2-process launches on a busy machine fail in torch's own start-up (rendezvous)
         # or teardown (a rank aborting at exit); seen about once in 15 starts (start-up, on an
-        # older setup) and once in ~100 (teardown). One more launch must succeed; the failure
+        # older setup) and once in ~240 (teardown, here). One more launch must succeed; the failure
         # is reported as a warning so a CI log keeps it.
         first = run.stdout[-2000:] + run.stderr[-3000:]
         warnings.warn(f"first 2-process launch failed, retried:\n{first}", stacklevel=1)
