@@ -41,6 +41,15 @@ def describe_location(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def database_name(url: str) -> str:
+    """The database as a visitor may see it: its kind and name, never a path or credentials."""
+    path = _sqlite_path(url)
+    if path is not None:
+        return f"SQLite file {path.name}"
+    parsed = make_url(url)
+    return f"{parsed.get_backend_name()} database {parsed.database or ''}".strip()
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """Create an engine; for a SQLite file, create its folder and turn on WAL, FKs, busy timeout."""
     path = _sqlite_path(url)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, func, insert, or_, select
+from sqlalchemy import Engine, Select, delete, func, insert, or_, select
 from sqlalchemy.orm import Session as DbSession
 
 from db.engine import writer
@@ -69,6 +69,9 @@ class HistoryEvent:
     kind: str
     ts: datetime
     session_id: int
+    # The session's context (what the context-aware model reads).
+    device: str = "desktop"
+    time_of_day: str = "afternoon"
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,9 @@ class UserEvents:
     sequences: dict[int, list[int]]
     times: dict[int, list[float]]
     ratings: dict[int, list[float | None]]
+    # The device and time of day of each event's session (what the context model reads).
+    devices: dict[int, list[str]] = field(default_factory=dict)
+    times_of_day: dict[int, list[str]] = field(default_factory=dict)
 
 
 class Repository:
@@ -156,8 +162,13 @@ class Repository:
         """Title/brand/tag search. The text is a bound parameter; LIKE wildcards are escaped."""
         limit = max(1, min(int(limit), MAX_SEARCH_RESULTS))
         stmt = select(Item).where(Item.dataset_id == dataset_id)
+        # Commas are the separator of the stored tags ("a,b"): as search text "," matched every
+        # item. They split words here; a query of separators alone matches nothing.
+        words = [w for w in query.replace(",", " ").split() if w]
+        if query.strip() and not words:
+            return []
         # At most 10 words: each adds three bound LIKE parameters.
-        for word in query.split()[:10]:
+        for word in words[:10]:
             escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             pattern = f"%{escaped.lower()}%"
             stmt = stmt.where(
@@ -173,6 +184,29 @@ class Repository:
         with DbSession(self.engine) as db:
             return [ItemRow.from_orm(i) for i in db.scalars(stmt)]
 
+    def event_breakdown(self, dataset_id: int) -> dict[str, dict]:
+        """Events per user, per category and per planted reason (synthetic worlds): what the
+        Data page draws. Keys: "per_user" {user: n}, "per_category", "per_reason" {name: n}."""
+        scoped = (
+            select(func.count(Event.id))
+            .join(Session, Session.id == Event.session_id)
+            .join(User, User.id == Session.user_id)
+            .where(User.dataset_id == dataset_id)
+        )
+        with DbSession(self.engine) as db:
+            per_user = db.execute(scoped.add_columns(User.id).group_by(User.id)).all()
+            per_category = db.execute(
+                scoped.add_columns(Item.category)
+                .join(Item, Item.id == Event.item_id)
+                .group_by(Item.category)
+            ).all()
+            per_reason = db.execute(scoped.add_columns(Event.reason).group_by(Event.reason)).all()
+        return {
+            "per_user": {int(user): int(n) for n, user in per_user},
+            "per_category": {str(category): int(n) for n, category in per_category},
+            "per_reason": {str(reason): int(n) for n, reason in per_reason if reason is not None},
+        }
+
     def item_event_counts(self, dataset_id: int) -> dict[int, int]:
         """How often each item of the dataset occurs in events: the popularity signal."""
         stmt = (
@@ -185,10 +219,33 @@ class Repository:
             return {item_id: n for item_id, n in db.execute(stmt)}
 
     # ---- users and sessions --------------------------------------------------------------
-    def list_users(self, dataset_id: int, limit: int = 1000) -> list[UserRow]:
-        stmt = select(User).where(User.dataset_id == dataset_id).order_by(User.id).limit(limit)
+    def list_users(
+        self, dataset_id: int, limit: int = 1000, *, without_app_users: bool = False
+    ) -> list[UserRow]:
+        """The dataset's users by id; ``without_app_users`` leaves out the people created in the
+        app (not generated, not imported), i.e. other visitors' guests and personas."""
+        stmt = select(User).where(User.dataset_id == dataset_id)
+        if without_app_users:
+            stmt = stmt.where(or_(User.is_synthetic, User.external_id.is_not(None)))
+        stmt = stmt.order_by(User.id).limit(limit)
         with DbSession(self.engine) as db:
             return [UserRow.from_orm(u) for u in db.scalars(stmt)]
+
+    def most_active_users(self, dataset_id: int, n: int = 1) -> list[tuple[int, int]]:
+        """(user id, events) of the dataset's ``n`` users with the most events, generated or
+        imported ones only (not people made in the app)."""
+        stmt = (
+            select(User.id, func.count(Event.id))
+            .join(Session, Session.user_id == User.id)
+            .join(Event, Event.session_id == Session.id)
+            .where(User.dataset_id == dataset_id)
+            .where(or_(User.is_synthetic, User.external_id.is_not(None)))
+            .group_by(User.id)
+            .order_by(func.count(Event.id).desc(), User.id)
+            .limit(n)
+        )
+        with DbSession(self.engine) as db:
+            return [(int(u), int(c)) for u, c in db.execute(stmt)]
 
     def get_user(self, user_id: int) -> UserRow:
         with DbSession(self.engine) as db:
@@ -229,6 +286,16 @@ class Repository:
             db.add(item)
             db.flush()
             return item.id
+
+    def remove_item(self, dataset_id: int, item_id: int) -> None:
+        """Delete a catalog item with its events and impressions; an unknown id is refused."""
+        with DbSession(self.write_engine) as db, db.begin():
+            item = db.get(Item, item_id)
+            if item is None or item.dataset_id != dataset_id:
+                raise UnknownIdError(f"Unknown item id {item_id!r} in this dataset")
+            db.execute(delete(Impression).where(Impression.item_id == item_id))
+            db.execute(delete(Event).where(Event.item_id == item_id))
+            db.delete(item)
 
     def update_preferences(self, user_id: int, preferences: dict) -> None:
         """Replace the user's stated preferences (JSON); an unknown id is refused."""
@@ -276,6 +343,18 @@ class Repository:
             db.flush()
             return session.id
 
+    def session_context(self, session_id: int) -> tuple[int, str, str]:
+        """(user id, device, time of day) of a session."""
+        with DbSession(self.engine) as db:
+            row = db.execute(
+                select(Session.user_id, Session.device, Session.time_of_day).where(
+                    Session.id == session_id
+                )
+            ).first()
+        if row is None:
+            raise UnknownIdError(f"Unknown session id {session_id!r}")
+        return int(row[0]), str(row[1]), str(row[2])
+
     def session_user(self, session_id: int) -> int:
         with DbSession(self.engine) as db:
             user_id = db.scalar(select(Session.user_id).where(Session.id == session_id))
@@ -314,9 +393,15 @@ class Repository:
             return event.id
 
     def _history_stmt(self) -> Select:
-        return select(Event.id, Event.item_id, Event.kind, Event.ts, Event.session_id).join(
-            Session, Session.id == Event.session_id
-        )
+        return select(
+            Event.id,
+            Event.item_id,
+            Event.kind,
+            Event.ts,
+            Event.session_id,
+            Session.device,
+            Session.time_of_day,
+        ).join(Session, Session.id == Event.session_id)
 
     def user_history(self, user_id: int, limit: int | None = None) -> list[HistoryEvent]:
         """The user's events over all sessions, oldest first; the last ``limit`` if given."""
@@ -381,14 +466,18 @@ class Repository:
 
     def user_events(self, dataset_id: int) -> UserEvents:
         """Every user's events in the order of :meth:`user_sequences`, with time and rating."""
-        stmt = self._dataset_events_stmt(dataset_id, Event.item_id, Event.ts, Event.rating)
+        stmt = self._dataset_events_stmt(
+            dataset_id, Event.item_id, Event.ts, Event.rating, Session.device, Session.time_of_day
+        )
         out = UserEvents({}, {}, {})
         with DbSession(self.engine) as db:
-            for user_id, item_id, ts, rating in db.execute(stmt):
+            for user_id, item_id, ts, rating, device, time_of_day in db.execute(stmt):
                 out.sequences.setdefault(user_id, []).append(item_id)
                 # Stored as naive UTC: read it as UTC, not as this machine's local time.
                 out.times.setdefault(user_id, []).append(ts.replace(tzinfo=UTC).timestamp())
                 out.ratings.setdefault(user_id, []).append(rating)
+                out.devices.setdefault(user_id, []).append(device)
+                out.times_of_day.setdefault(user_id, []).append(time_of_day)
         return out
 
     def counts(self, dataset_id: int | None = None) -> dict[str, int]:

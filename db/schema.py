@@ -44,6 +44,25 @@ class EventReason(enum.StrEnum):
     TRIGGER = "trigger"
     POPULARITY = "popularity"
     NOISE = "noise"
+    # Drawn because of the session's device and time of day (worlds with context_effect > 0).
+    CONTEXT = "context"
+
+
+class Device(enum.StrEnum):
+    """The device a session ran on (``sessions.device``)."""
+
+    MOBILE = "mobile"
+    DESKTOP = "desktop"
+    TABLET = "tablet"
+
+
+class TimeOfDay(enum.StrEnum):
+    """The part of the day a session started in (``sessions.time_of_day``), from its hour."""
+
+    MORNING = "morning"
+    AFTERNOON = "afternoon"
+    EVENING = "evening"
+    NIGHT = "night"
 
 
 class RecSource(enum.StrEnum):
@@ -57,6 +76,8 @@ class RecSource(enum.StrEnum):
 
 EVENT_KINDS = tuple(k.value for k in EventKind)
 EVENT_REASONS = tuple(r.value for r in EventReason)
+DEVICES = tuple(d.value for d in Device)
+TIMES_OF_DAY = tuple(t.value for t in TimeOfDay)
 REC_SOURCES = tuple(s.value for s in RecSource)
 
 

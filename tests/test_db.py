@@ -150,6 +150,9 @@ def test_search_uses_bound_parameters_and_escapes_wildcards(repo: Repository) ->
     assert [i.id for i in repo.search_items(DS, "a_r")] == []  # a literal _, not "any char"
     assert [i.id for i in repo.search_items(DS, "n_t")] == [3]
     assert repo.search_items(DS, "'; DROP TABLE items; --") == []
+    # Tags are stored comma-joined: a comma is a separator in a search, never a match.
+    assert repo.search_items(DS, ",") == []
+    assert [i.id for i in repo.search_items(DS, "aurora,budget")] == [2]
     assert repo.count_items(DS) == 3
 
 

@@ -6,9 +6,11 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, MetaData, Table, create_engine, insert, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 
 from db.engine import create_schema, make_engine
 from db.migrate import current_revision, head_revision, upgrade
@@ -164,3 +166,37 @@ def test_empty_database_gets_no_dataset(tmp_path: Path) -> None:
     plain = create_engine(f"sqlite:///{tmp_path / 'new.db'}")
     with plain.connect() as conn:
         assert conn.execute(select(text("count(*)")).select_from(text("datasets"))).scalar() == 0
+
+
+def test_a_second_revision_database_upgrades_and_takes_context_events(tmp_path: Path) -> None:
+    """0003 lets events say they were drawn because of the session's context, keeping rows and
+    refusing reasons the schema does not know."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'v2.db'}")
+    assert upgrade(engine, "0001") == "0001"
+    fill_first_revision(engine)
+    assert upgrade(engine, "0002") == "0002"
+    create_schema(engine)
+    assert current_revision(engine) == head_revision()
+    assert schema_diff(engine) == []
+    repo = Repository(engine)
+    [dataset] = repo.datasets()
+    assert repo.counts(dataset.id)["events"] == 2
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO events (session_id, item_id, kind, ts, reason) "
+                "VALUES (1, 1, 'view', '2026-01-03 00:00:00', 'context')"
+            )
+        )
+    with engine.connect() as conn:
+        reasons = {r for (r,) in conn.execute(text("SELECT reason FROM events"))}
+        indexes = {i["name"] for i in inspect(conn).get_indexes("events")}
+    assert reasons == {"interest", "trigger", "context"}
+    assert {"ix_events_session_ts", "ix_events_item"} <= indexes
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO events (session_id, item_id, kind, ts, reason) "
+                "VALUES (1, 1, 'view', '2026-01-03 00:00:00', 'whim')"
+            )
+        )

@@ -35,7 +35,7 @@ from db.importers.sources import (
     Source,
     open_source,
 )
-from db.schema import Dataset, Event, EventKind, Item, Session, User
+from db.schema import Dataset, Device, Event, EventKind, Item, Session, TimeOfDay, User
 
 __all__ = [
     "FORMATS",
@@ -65,7 +65,7 @@ CATALOG_DATE = datetime(2000, 1, 1)
 EVENT_BATCH_ROWS = INSERT_BATCH_ROWS
 """Events per INSERT (and per ``progress`` call)."""
 
-DEVICE = "desktop"  # MovieLens was a web site in 2000: every session is a desktop session
+DEVICE = Device.DESKTOP.value  # MovieLens was a web site in 2000: every session is a desktop one
 
 # Files looked for in a folder or .zip, in order of preference.
 RATINGS_1M = (
@@ -87,7 +87,11 @@ _EXPECTED = {
     "users.dat": "lines UserID::Gender::Age::Occupation::Zip-code",
     "map": "lines 'sasrec_id original_id'",
 }
-_TIMES_OF_DAY = np.array(["night"] * 6 + ["morning"] * 6 + ["afternoon"] * 6 + ["evening"] * 6)
+# The time of day of each hour 0..23 (UTC): six hours each, from night at midnight.
+_TIMES_OF_DAY = np.repeat(
+    [t.value for t in (TimeOfDay.NIGHT, TimeOfDay.MORNING, TimeOfDay.AFTERNOON, TimeOfDay.EVENING)],
+    6,
+)
 
 
 class DatasetExistsError(DataError, ValueError):
