@@ -54,10 +54,9 @@ from db.importers import formats
 from db.importers.sources import LineReader, Member
 from db.repository import ItemRow
 from db.synthetic import World, generate_world, world_config
-from recengine.blend import (
+from recengine.blend import BlendConfig, blend
+from recengine.blend_tuning import (
     KAPPA_GRID,
-    BlendConfig,
-    blend,
     blend_cases,
     kappa_ranks,
     mean_standard_error,
@@ -68,16 +67,12 @@ from recengine.blend import (
 )
 from recengine.checkpoint import load_checkpoint, save_checkpoint
 from recengine.coldstart import ContentIndex
-from recengine.data import ItemVocab, NextItemCase, pad_batch, sequences_fingerprint
+from recengine.data import ItemVocab, NextItemCase, sequences_fingerprint
 from recengine.features import item_tokens
-from recengine.models.sasrec import SASRec
-from recengine.new_items import (
-    attention_over_catalog,
-    new_item_vectors,
-    score_last_with_new,
-)
+from recengine.models.sequence import SequenceModel, case_batch
+from recengine.new_items import attention_over_catalog, new_item_vectors
 from recengine.service import DEFAULT_MODEL_CONFIG
-from recengine.train import TrainConfig, train_sasrec
+from recengine.training import TrainConfig, train_sasrec
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "coldstart.json"
@@ -166,7 +161,7 @@ def split_users(
 
 
 def _case_ranks(
-    model: SASRec, vocab: ItemVocab, content: ContentIndex, cases: Sequence[NextItemCase]
+    model: SequenceModel, vocab: ItemVocab, content: ContentIndex, cases: Sequence[NextItemCase]
 ) -> dict[str, np.ndarray]:
     """Ranks under every κ of the grid, z-score and rank normalisation, and each case's n."""
     zscore, rank, lengths, users = [], [], [], []
@@ -212,7 +207,7 @@ def _blend_vs_best(ranks: Mapping[str, np.ndarray], users: np.ndarray) -> dict[s
 
 
 def compare_by_length(
-    model: SASRec,
+    model: SequenceModel,
     vocab: ItemVocab,
     content: ContentIndex,
     sequences: Mapping[int, Sequence[int]],
@@ -257,9 +252,9 @@ def compare_by_length(
     by_group: dict[str, dict] = {}
     for name, low, high in GROUPS:
         rows = (lengths >= low) & (lengths <= high)
-        by_group[name] = {
-            variant: _summary(r[rows]) for variant, r in variants.items() if rows.any()
-        }
+        if not rows.any():  # no user has that many items before the target: no row
+            continue
+        by_group[name] = {variant: _summary(r[rows]) for variant, r in variants.items()}
         if high == 0:
             by_group[name].pop("attention", None)  # nothing for attention to read
         by_group[name]["blend_vs_best"] = _blend_vs_best(
@@ -274,7 +269,12 @@ def compare_by_length(
         for n in LENGTHS
     }
     crossover = next(
-        (n for n in LENGTHS[1:] if per_n[str(n)]["attention"] > per_n[str(n)]["content"]), None
+        (
+            n
+            for n in LENGTHS[1:]
+            if per_n[str(n)] and per_n[str(n)]["attention"] > per_n[str(n)]["content"]
+        ),
+        None,
     )
     valid_lengths = valid["lengths"]
     valid_blend = {
@@ -340,7 +340,7 @@ def new_item_holdout(
         model_config=DEFAULT_MODEL_CONFIG,
         train_config=train_config,
     )
-    model, vocab = result.model, result.vocab
+    model, vocab = result.model.eval(), result.vocab
     content = ContentIndex(items, training_counts(train_seqs))
     config = tune_blend(
         model,
@@ -368,9 +368,12 @@ def new_item_holdout(
     default = next(iter(NEW_ITEM_VARIANTS))
 
     def attention_rows(cases: list, name: str) -> tuple[np.ndarray, np.ndarray]:
-        seqs = pad_batch([vocab.encode(h) for h, _ in cases], model.config.max_len)
-        known, new, _ = score_last_with_new(model, seqs, vectors[name])
-        scores = attention_over_catalog(content.item_ids, vocab, known, vectors[name], new)
+        batch = case_batch([vocab.encode(h) for h, _ in cases], None, model.max_len, model.reads)
+        with torch.no_grad():
+            out = model.score_pass(batch)
+            assert out.query is not None, "new items need a model that scores with item vectors"
+            new = vectors[name].scores(out.query)
+        scores = attention_over_catalog(content.item_ids, vocab, out.scores, vectors[name], new)
         profiles = [content.profile([(i, "view") for i in h]) for h, _ in cases]
         content_scores = np.stack([content.scores(p) for p in profiles])
         for row, (history, _) in enumerate(cases):
@@ -680,7 +683,8 @@ _TUNING = (
     "blend (0 < κ < ∞) must beat the better pure side by more than 2.72 standard errors of the "
     "paired per-case difference, clustered by user (a user's cases at different n share the "
     "target): one comparison's 2-SE false-alarm rate shared over the grid's 7 blends "
-    "(Bonferroni, `blend.gain_bar`), or that pure side is kept (`blend._pick_kappa`)."
+    "(Bonferroni, `blend_tuning.gain_bar`), or that pure side is kept "
+    "(`blend_tuning._pick_kappa`)."
 )
 PROTOCOLS = {
     "same-users": (

@@ -7,12 +7,13 @@ Protocol: two synthetic worlds of the same size and seed, one with ``context_eff
 share of non-trigger steps picks from the categories the session's device and time of day
 favour, reason "context") and one with it off (context only changes session length, and evening
 interest steps lean to Books/Toys). On each, SASRec (``recengine/models/sasrec.py``) and the
-context-aware SASRec (``recengine/models/context_sasrec.py``) are trained by the same loop with
-the same config, seed, windows and batch order (full-softmax cross-entropy, AdamW, early
-stopping on validation NDCG@10), then evaluated leave-one-out (validation: each user's
-second-to-last event, test: the last) with full ranking over the whole catalog, seen items
-removed (``recengine.evaluate``). The context model is told the device and time of day of the
-step it predicts, as the app knows the current session's before the click. One thread, CPU.
+context-aware SASRec (``recengine/models/context_sasrec.py``) are trained by the one trainer
+(``recengine.training.train``) on the same data, with the same config, seed, split, windows and
+batch order (full-softmax cross-entropy, AdamW, early stopping on validation NDCG@10), then
+evaluated leave-one-out (validation: each user's second-to-last event, test: the last) with
+full ranking over the whole catalog, seen items removed (``recengine.evaluate``). The context
+model is told the device and time of day of the step it predicts, as the app knows the current
+session's before the click. One thread, CPU.
 
 Writes the ``context`` section of docs/benchmarks.md and appends to bench/results/context.json.
 """
@@ -33,21 +34,12 @@ import torch
 
 from bench.report import append_result, machine, today, write_section
 from db.synthetic import WORLD_SIZES, World, generate_world
-from recengine.data import ItemVocab
+from recengine.data import NextItemCase, fingerprint
 from recengine.evaluate import target_ranks
-from recengine.features import item_tokens, token_table
-from recengine.models.context_sasrec import (
-    ContextCase,
-    ContextSASRecConfig,
-    ContextTrainResult,
-    ContextVocab,
-    context_leave_one_out,
-    encode_context_sequences,
-    score_cases,
-    train_context_sasrec,
-)
+from recengine.features import item_tokens
 from recengine.service import DEFAULT_MODEL_CONFIG
-from recengine.train import TrainConfig
+from recengine.training import TrainConfig, TrainProgress, TrainResult, model_scorer, train
+from recengine.training_data import TrainingData
 
 RESULTS = Path(__file__).resolve().parent / "results" / "context.json"
 MODELS = (("sasrec", "SASRec", False), ("context_sasrec", "SASRec + context", True))
@@ -58,14 +50,39 @@ def world_item_tokens(world: World) -> dict[int, list[str]]:
     return {item.id: item_tokens(item) for item in world.item_rows()}
 
 
-def hits_at_10(result: ContextTrainResult, cases: list[ContextCase]) -> list[bool]:
-    """Per case: is the target in the top 10 (seen items removed)?"""
-    ranks = target_ranks(
-        score_cases(result.model, cases),
-        [list(c.history.items) for c in cases],
-        [c.target for c in cases],
+def world_data(world: World) -> TrainingData:
+    """The world as both models train on it: every user's events with their session's device
+    and time of day, and the items' content tokens (SASRec reads only the items and tokens)."""
+    by_user = world.user_context_sequences()
+    catalog = [i["id"] for i in world.items]
+    return TrainingData(
+        name=f"synthetic world, context_effect {world.config.context_effect}",
+        sequences={u: s.items for u, s in by_user.items()},
+        catalog_ids=catalog,
+        catalog_fingerprint=fingerprint(catalog),
+        item_tokens=world_item_tokens(world),
+        devices={u: s.devices for u, s in by_user.items()},
+        times_of_day={u: s.times_of_day for u, s in by_user.items()},
     )
-    return [int(r) < 10 for r in ranks]
+
+
+def held_out_cases(result: TrainResult) -> list[NextItemCase]:
+    """The run's test cases, with the side streams its model reads."""
+    assert result.prepared is not None
+    return result.prepared.test
+
+
+def hits_at_10(result: TrainResult, cases: list[NextItemCase], batch_size: int = 256) -> list[bool]:
+    """Per case: is the target in the top 10 (seen items removed)?"""
+    scorer = model_scorer(result.model)
+    hits: list[bool] = []
+    for start in range(0, len(cases), batch_size):
+        batch = cases[start : start + batch_size]
+        ranks = target_ranks(
+            scorer(batch), [list(c.history) for c in batch], [c.target for c in batch]
+        )
+        hits.extend(int(r) < 10 for r in ranks)
+    return hits
 
 
 def last_event_reasons(world: World) -> dict[int, str]:
@@ -77,48 +94,46 @@ def last_event_reasons(world: World) -> dict[int, str]:
     return reasons
 
 
-def run_world(world: World, train: TrainConfig) -> dict:
-    vocab = ItemVocab.from_ids(i["id"] for i in world.items)
-    encoded = encode_context_sequences(world.user_context_sequences(), vocab, ContextVocab())
-    split = context_leave_one_out(encoded)
-    names, tokens = token_table(
-        vocab, world_item_tokens(world), ContextSASRecConfig.tokens_per_item
-    )
+def run_world(world: World, train_config: TrainConfig) -> dict:
+    data = world_data(world)
     overrides: dict[str, Any] = dict(DEFAULT_MODEL_CONFIG)  # the app's model (dropout 0.5)
-    config = ContextSASRecConfig(n_items=len(vocab), n_tokens=len(names), **overrides)
     reasons = last_event_reasons(world)
     out: dict = {
         "events": len(world.events),
         "reasons": dict(Counter(e["reason"] for e in world.events)),
-        "model_config": config.to_dict(),
-        "train_config": asdict(train),
+        "model_config": {},  # the context model's, once it is built from the data
+        "train_config": asdict(train_config),
     }
     hits: dict[str, list[bool]] = {}
-    for key, label, use_context in MODELS:
+    cases: dict[str, list[NextItemCase]] = {}
+    for key, label, _ in MODELS:
         print(f"== {label}, context_effect {world.config.context_effect}")
-        result = train_context_sasrec(
-            split,
-            config,
-            train,
-            use_context=use_context,
-            item_tokens=tokens,
-            progress=_print_progress,
+        result = train(
+            key, data, model_config=overrides, train_config=train_config, progress=_print_progress
         )
-        hits[key] = hits_at_10(result, split.test)
+        if key == "context_sasrec":
+            out["model_config"] = result.card.model_config
+        cases[key] = held_out_cases(result)
+        hits[key] = hits_at_10(result, cases[key])
         by_reason: dict[str, list[bool]] = {}
-        for case, hit in zip(split.test, hits[key], strict=True):
+        for case, hit in zip(cases[key], hits[key], strict=True):
             by_reason.setdefault(reasons[case.user_id], []).append(hit)
+        metrics = result.card.metrics[key]
+        training = result.card.training
         out[key] = {
-            "valid": _rounded(result.valid.as_dict()),
-            "test": _rounded(result.test.as_dict()),
+            "valid": _rounded(metrics["valid"]),
+            "test": _rounded(metrics["test"]),
             "test_hr@10_by_reason": {
                 r: [round(sum(h) / len(h), 4), len(h)] for r, h in sorted(by_reason.items())
             },
-            "train_seconds": result.train_seconds,
-            "epochs_run": result.epochs_run,
-            "best_epoch": result.best_epoch,
+            "train_seconds": training["train_seconds"],
+            "epochs_run": training["epochs_run"],
+            "best_epoch": training["best_epoch"],
         }
-    # Paired view of the same test cases: hit by one model only.
+    # Paired view of the same test cases (the same split: only the side streams differ).
+    same = [(c.user_id, c.history, c.target) for c in cases["sasrec"]]
+    if same != [(c.user_id, c.history, c.target) for c in cases["context_sasrec"]]:
+        raise RuntimeError("the two models were tested on different cases")
     out["test_only_context_hits"] = sum(
         c and not s for c, s in zip(hits["context_sasrec"], hits["sasrec"], strict=True)
     )
@@ -128,9 +143,13 @@ def run_world(world: World, train: TrainConfig) -> dict:
     return out
 
 
-def _print_progress(epoch: int, loss: float, valid_ndcg: float | None) -> None:
-    if valid_ndcg is not None:
-        print(f"  epoch {epoch}, loss {loss:.3f}, valid NDCG@10 {valid_ndcg:.4f}", flush=True)
+def _print_progress(report: TrainProgress) -> None:
+    if report.valid_ndcg is not None:
+        print(
+            f"  epoch {report.epoch}, loss {report.loss:.3f}, "
+            f"valid NDCG@10 {report.valid_ndcg:.4f}",
+            flush=True,
+        )
 
 
 def _rounded(metrics: dict[str, float | int]) -> dict[str, float | int]:
@@ -249,9 +268,9 @@ def main() -> None:
 
     started = time.perf_counter()
     base = replace(WORLD_SIZES[args.size], seed=args.seed)
-    train = TrainConfig(time_budget_s=args.time_budget, seed=args.seed)
+    train_config = TrainConfig(time_budget_s=args.time_budget, seed=args.seed, device="cpu")
     results = {
-        key: run_world(generate_world(replace(base, context_effect=effect)), train)
+        key: run_world(generate_world(replace(base, context_effect=effect)), train_config)
         for key, effect in (("on", args.effect), ("off", 0.0))
     }
     entry = {

@@ -46,7 +46,7 @@ from recengine.explain import Explanation, explain_pick, explain_top, kendall_ta
 from recengine.features import item_tokens
 from recengine.models.sasrec import SASRec, SASRecConfig
 from recengine.service import DEFAULT_MODEL_CONFIG
-from recengine.train import TrainConfig, TrainResult, train_sasrec
+from recengine.training import TrainConfig, TrainResult, train_sasrec
 
 SEED = 7
 RESULTS = Path(__file__).resolve().parent / "results" / "explain.json"

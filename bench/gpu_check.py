@@ -30,7 +30,7 @@ from bench.ml1m import ML1M_MODEL, SASREC_FILE, default_data_dir, load_sequences
 from bench.report import append_result, machine, today, write_section
 from recengine.checkpoint import load_checkpoint, save_checkpoint
 from recengine.data import leave_one_out, pad_batch
-from recengine.train import TrainConfig, TrainProgress, TrainResult, train_sasrec
+from recengine.training import TrainConfig, TrainProgress, TrainResult, train_sasrec
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gpu_check.json"
 MAX_RELATIVE_ERROR = 1e-3

@@ -15,7 +15,8 @@ random unseen items, Kang & McAuley 2018) is reported beside it, for comparison 
 
 Baselines are tuned, never on test: each grid point is fitted on the train part and scored on
 the validation cases; the best validation NDCG@10 is kept and only that model sees the test
-cases. The grids (``GRIDS``) are small on purpose, one run must stay within minutes on 2 cores:
+cases. The grids are the zoo's (``recengine/zoo.py``, each entry's ``grid``); they are small on
+purpose, one run must stay within minutes on 2 cores:
 
 - popularity: ``half_life`` (events back at which an event counts 1/2; None = plain counts);
 - item-KNN: ``k_neighbours`` × ``shrink`` fitted, × ``recency_decay`` at scoring time;
@@ -23,14 +24,16 @@ cases. The grids (``GRIDS``) are small on purpose, one run must stay within minu
 - iALS: ``regularization`` × ``alpha`` at 64 factors, then the best pair at 128 factors (15
   sweeps each; one 128-factor fit takes ~2.5 min, a full 3-way grid would not fit);
 - TF-IDF content: ``recency_decay`` of the profile (tokens: genres, title words, decade);
-- GRU4Rec: hidden size = embedding size = 64 (as SASRec's d), epochs by early stopping on
-  validation NDCG@10 under an epoch cap (``--gru-epochs``); one epoch of full-softmax training
-  takes ~3 min on one shared CPU thread, so there is no grid over sizes;
+- GRU4Rec: hidden size = embedding size = 64 (as SASRec's d), trained by the one trainer with
+  the zoo's settings, epochs by early stopping on validation NDCG@10 under an epoch cap
+  (``--gru-epochs``); one epoch of full-softmax training takes ~3 min on one shared CPU thread,
+  so there is no grid over sizes;
 - SASRec: the paper's SASRec+ setting (``ML1M_MODEL``), AdamW lr 1e-3; validation NDCG@10 every
   5 epochs; at a plateau (2 evaluations without a better one) back to the best weights with the
   lr × 0.1, twice, then stop (``TrainConfig.lr_decays``), all under ``--time-budget-min``; not
   grid-searched (one run takes hours on this CPU);
-- DIN: default ``DINConfig``, opt-in only (``--models din``): on this 2-core CPU one epoch of
+- DIN: default ``DINConfig`` and the zoo's training settings, opt-in only (``--models din``):
+  on this 2-core CPU one epoch of
   ML-1M takes 18-23 min and one validation pass ~4 min, so it does not fit a default run; the
   recorded row is ``--models din --time-budget-min 40`` (3 epochs, ~1 h in all);
 - biased MF (rating prediction, ``ratings_without_timestamps.dat.gz``): ``regularization``,
@@ -44,8 +47,9 @@ protocol) with its date. A ``--users N`` run appends records too, marked by ``ma
 never reaches the table. ``--import-legacy`` converts a result of the old format (one dict with
 ``sasrec`` and ``popularity``) with :func:`records_from_legacy` and appends it.
 ``--from-snapshot`` scores the best weights of a SASRec training snapshot
-(``recengine/snapshot.py``, e.g. of a long run that is still training or was stopped) exactly as
-a SASRec run of this benchmark would, and appends those records (:func:`evaluate_snapshot`).
+(``recengine/training/snapshot.py``, e.g. of a long run that is still training or was stopped)
+exactly as a SASRec run of this benchmark would, and appends those records
+(:func:`evaluate_snapshot`).
 
 The data directory is ``--data-dir``, else ``RECDEMO_DATA_DIR``, else ``../shared/data/
 movielens/ml-1m`` beside the repository. Nothing from it is written into the repository.
@@ -94,26 +98,29 @@ from db.importers.sources import LineReader, Member
 from recengine.checkpoint import ModelCard, save_checkpoint
 from recengine.data import ItemVocab, NextItemCase, leave_one_out
 from recengine.device import pick_device
-from recengine.evaluate import BatchScorer, evaluate_cases, evaluate_report, popularity_scorer
+from recengine.evaluate import (
+    Scorer,
+    evaluate_cases,
+    evaluate_report,
+    history_scorer,
+    popularity_scorer,
+)
 from recengine.models.als import ALS, ALSConfig
 from recengine.models.base import FitReport, Interactions
-from recengine.models.content_tfidf import ContentTfidf
-from recengine.models.din import DIN, DINConfig, DINTrainConfig
-from recengine.models.gru4rec import GRU4Rec, GRU4RecConfig
-from recengine.models.itemknn import ItemKNN, ItemKNNConfig
 from recengine.models.mf_biased import BiasedMF, BiasedMFConfig, Triple, rating_metrics
-from recengine.models.popularity import Popularity, PopularityConfig
 from recengine.models.sasrec import SASRec
-from recengine.models.userknn import UserKNN, UserKNNConfig
-from recengine.snapshot import TrainingSnapshot, complete_model_config, load_snapshot
-from recengine.train import (
+from recengine.training import (
     PreparedData,
     TrainConfig,
     card_metrics,
     model_scorer,
     prepare_data,
+    sequences_data,
+    train,
     train_sasrec,
 )
+from recengine.training.snapshot import TrainingSnapshot, complete_model_config, load_snapshot
+from recengine.zoo import ZooEntry, get_model
 
 ROOT = Path(__file__).resolve().parent.parent
 SASREC_FILE = "sasrec_ml-1m.txt.gz"
@@ -136,20 +143,8 @@ ML1M_MODEL = {
     "n_tokens": 0,
 }
 
-# Validation grids (see the module docstring).
-GRIDS: dict[str, dict[str, Sequence[Any]]] = {
-    "popularity": {"half_life": [None, 10, 50, 200]},
-    "itemknn": {
-        "k_neighbours": [50, 200],
-        "shrink": [0, 20],
-        "recency_decay": [0.2, 0.4, 0.6, 0.8, 1.0],
-    },
-    "userknn": {"k_neighbours": [25, 50, 100, 200]},
-    "als": {"regularization": [1, 10, 100], "alpha": [1, 10], "factors": [64, 128]},
-    "content_tfidf": {"recency_decay": [0.2, 0.4, 0.6, 0.8, 1.0]},
-    "gru4rec": {"hidden_size": [64]},
-    "biased-mf": {"regularization": [0.03, 0.05, 0.1]},
-}
+# The rating model's grid: the zoo's ``mf_biased`` entry (its name in these records is biased-mf).
+RATING_ENTRY = "mf_biased"
 
 # Next-item models in table order; "din" runs only when asked for.
 RANKING_MODELS = (
@@ -326,7 +321,7 @@ def rating_split(
 
 
 def sampled_metrics(
-    scorer: BatchScorer,
+    scorer: Scorer,
     cases: Sequence[NextItemCase],
     n_items: int,
     negatives: int = 100,
@@ -342,7 +337,7 @@ def sampled_metrics(
     for start in range(0, len(cases), 256):
         batch = cases[start : start + 256]
         histories = [list(c.history) for c in batch]
-        scores = scorer(histories)
+        scores = scorer(batch)
         for row, case in enumerate(batch):
             seen = set(histories[row])
             candidates: list[int] = []
@@ -370,13 +365,19 @@ class Selection:
     batch_size: int = 256
     grid: list[dict[str, Any]] = field(default_factory=list)
     best: Any = None
+    best_scorer: Scorer | None = None
     best_config: dict[str, Any] = field(default_factory=dict)
     best_fit: FitReport | None = None
     best_ndcg: float = -1.0
     started: float = field(default_factory=time.perf_counter)
 
-    def consider(self, config: dict[str, Any], model: Any, fit: FitReport) -> float:
-        ndcg = evaluate_cases(model.score, self.valid, batch_size=self.batch_size).ndcg
+    def consider(
+        self, config: dict[str, Any], model: Any, fit: FitReport, scorer: Scorer | None = None
+    ) -> float:
+        """Score ``model`` (through ``scorer``, default its ``score`` of histories) on the
+        validation cases; keep it if it is the best so far."""
+        scorer = scorer or history_scorer(model.score)
+        ndcg = evaluate_cases(scorer, self.valid, batch_size=self.batch_size).ndcg
         self.grid.append(
             {
                 "config": config,
@@ -386,16 +387,12 @@ class Selection:
         )
         if ndcg > self.best_ndcg:
             self.best, self.best_config, self.best_fit, self.best_ndcg = model, config, fit, ndcg
+            self.best_scorer = scorer
         return ndcg
 
     @property
     def seconds(self) -> float:
         return time.perf_counter() - self.started
-
-
-def grid_points(name: str) -> list[dict[str, Any]]:
-    grid = GRIDS[name]
-    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
 def _with_config(model: Any, config: Any) -> Any:
@@ -406,38 +403,42 @@ def _with_config(model: Any, config: Any) -> Any:
     return variant
 
 
-def tune_popularity(data: NextItemData, selection: Selection) -> None:
-    for point in grid_points("popularity"):
-        model = Popularity(PopularityConfig(**point))
-        selection.consider(point, model, model.fit(data.interactions()))
+def _fields(point: dict[str, Any]) -> dict[str, Any]:
+    """A grid point's "model.field" keys as plain field names."""
+    return {key.split(".", 1)[1]: value for key, value in point.items()}
 
 
-def tune_itemknn(data: NextItemData, selection: Selection) -> None:
-    grid = GRIDS["itemknn"]
-    for k, shrink in itertools.product(grid["k_neighbours"], grid["shrink"]):
-        fitted = ItemKNN(ItemKNNConfig(k_neighbours=k, shrink=shrink))
-        fit = fitted.fit(data.interactions())
-        for decay in grid["recency_decay"]:
-            config = replace(fitted.config, recency_decay=decay)
-            selection.consider(asdict(config), _with_config(fitted, config), fit)
-
-
-def tune_userknn(data: NextItemData, selection: Selection) -> None:
-    fitted = UserKNN()
-    fit = fitted.fit(data.interactions())
-    for k in GRIDS["userknn"]["k_neighbours"]:
-        config = UserKNNConfig(k_neighbours=k)
-        selection.consider(asdict(config), _with_config(fitted, config), fit)
+def tune_baseline(entry: ZooEntry, data: NextItemData, selection: Selection) -> None:
+    """Every point of the zoo's grid on the validation cases; one fit serves every value of the
+    grid's scoring fields (``entry.scoring_fields``)."""
+    assert entry.build is not None
+    fit_keys = [k for k in entry.grid if k not in entry.scoring_fields]
+    score_keys = [k for k in entry.grid if k in entry.scoring_fields]
+    fit_points = ZooEntry(entry.name, entry.kind, "", {}, grid={k: entry.grid[k] for k in fit_keys})
+    score_points = ZooEntry(
+        entry.name, entry.kind, "", {}, grid={k: entry.grid[k] for k in score_keys}
+    )
+    interactions = data.interactions(with_tokens="item_tokens" in entry.needs)
+    for fit_point in fit_points.grid_points():
+        config = entry.with_point(entry.default_config(), fit_point)
+        if entry.seed_field is not None:
+            config[entry.seed_field[0]][entry.seed_field[1]] = SEED
+        fitted = entry.build(data.n_items, config)
+        fit = fitted.fit(interactions)
+        for score_point in score_points.grid_points():
+            variant_config = replace(fitted.config, **_fields(score_point))
+            model = _with_config(fitted, variant_config) if score_point else fitted
+            selection.consider(asdict(variant_config), model, fit)
 
 
 def tune_als(data: NextItemData, selection: Selection) -> None:
     """Two stages: regularization × alpha at the smallest size, then the best pair larger."""
-    grid = GRIDS["als"]
-    first, *larger = grid["factors"]
+    grid = get_model("als").grid
+    first, *larger = grid["model.factors"]
     stages = [
         [
             (first, reg, alpha)
-            for reg, alpha in itertools.product(grid["regularization"], grid["alpha"])
+            for reg, alpha in itertools.product(grid["model.regularization"], grid["model.alpha"])
         ],
         [(factors, None, None) for factors in larger],
     ]
@@ -454,36 +455,38 @@ def tune_als(data: NextItemData, selection: Selection) -> None:
             selection.consider(config.to_dict(), model, model.fit(data.interactions()))
 
 
-def tune_content_tfidf(data: NextItemData, selection: Selection) -> None:
-    fitted = ContentTfidf()
-    fit = fitted.fit(data.interactions(with_tokens=True))
-    for decay in GRIDS["content_tfidf"]["recency_decay"]:
-        config = replace(fitted.config, recency_decay=decay)
-        selection.consider(asdict(config), _with_config(fitted, config), fit)
-
-
-def tune_gru4rec(
-    data: NextItemData, selection: Selection, max_epochs: int, time_budget_s: float | None
+def tune_sequence(
+    entry: ZooEntry,
+    data: NextItemData,
+    selection: Selection,
+    max_epochs: int | None,
+    time_budget_s: float | None,
 ) -> None:
-    for hidden in GRIDS["gru4rec"]["hidden_size"]:
-        config = GRU4RecConfig(
-            embedding_dim=hidden,
-            hidden_size=hidden,
-            epochs=max_epochs,
-            seed=SEED,
-            time_budget_s=time_budget_s,
+    """Each grid point of a sequence model, trained by the one trainer with the zoo's settings
+    (early stopping on validation NDCG@10) under the epoch cap and time budget given."""
+    training_data = sequences_data(data.sequences, list(data.vocab.item_ids))
+    for point in entry.grid_points():
+        config = entry.with_point(entry.default_config(), point)
+        config["train"]["seed"] = SEED
+        if max_epochs is not None:
+            config["train"]["max_epochs"] = max_epochs
+        config["train"]["time_budget_s"] = math.inf if time_budget_s is None else time_budget_s
+        result = train(
+            entry.name,
+            training_data,
+            model_config=config["model"],
+            train_config=entry.train_config(config),
         )
-        model = GRU4Rec(config)
-        fit = model.fit(data.interactions(), valid=data.valid)
-        selection.consider(config.to_dict(), model, fit)
-
-
-def tune_din(data: NextItemData, selection: Selection, time_budget_s: float) -> None:
-    config = DINConfig(n_items=data.n_items, seed=SEED)
-    train = DINTrainConfig(time_budget_s=time_budget_s)
-    model = DIN(config, train)
-    fit = model.fit(data.interactions(), valid=data.valid)
-    selection.consider({**config.to_dict(), **asdict(train)}, model, fit)
+        if result.vocab != data.vocab:
+            raise RuntimeError("the trainer built another item vocabulary than the benchmark")
+        training = result.card.training
+        fit = FitReport(
+            seconds=float(training["train_seconds"]),
+            epochs=int(training["epochs_run"]),
+            details={"best_epoch": training["best_epoch"], "stop_reason": training["stop_reason"]},
+        )
+        device = next(result.model.parameters()).device
+        selection.consider(config, result.model, fit, model_scorer(result.model, device))
 
 
 # ---- one model, its records ------------------------------------------------------------------
@@ -520,7 +523,7 @@ def _record(
 
 def _ranking_records(
     name: str,
-    scorer: BatchScorer,
+    scorer: Scorer,
     data: NextItemData,
     options: RunOptions,
     *,
@@ -588,31 +591,25 @@ def run_tuned(name: str, data: NextItemData, options: RunOptions) -> list[dict[s
     """Tune a baseline on the validation cases, then score the chosen one on the test cases."""
     batch_size = 64 if name == "din" else 256
     selection = Selection(data.valid, batch_size=batch_size)
-    if name == "popularity":
-        tune_popularity(data, selection)
-    elif name == "itemknn":
-        tune_itemknn(data, selection)
-    elif name == "userknn":
-        tune_userknn(data, selection)
-    elif name == "als":
+    entry = get_model(name)
+    if name == "als":
         tune_als(data, selection)
-    elif name == "content_tfidf":
-        tune_content_tfidf(data, selection)
     elif name == "gru4rec":
-        tune_gru4rec(data, selection, options.gru_max_epochs, options.gru_time_budget_s)
+        tune_sequence(entry, data, selection, options.gru_max_epochs, options.gru_time_budget_s)
     elif name == "din":
-        tune_din(data, selection, options.din_time_budget_s)
+        tune_sequence(entry, data, selection, None, options.din_time_budget_s)
     else:
-        raise ValueError(f"no tuning for model {name!r}")
+        tune_baseline(entry, data, selection)
     fit = selection.best_fit
     assert fit is not None
     if options.log:
         for row in selection.grid:
             print(f"  {name} {row['config']}: valid NDCG@10 {row['valid_ndcg@10']:.4f}", flush=True)
     neural = name in ("gru4rec", "din")
+    assert selection.best_scorer is not None
     return _ranking_records(
         name,
-        selection.best.score,
+        selection.best_scorer,
         data,
         options,
         valid_ndcg=selection.best_ndcg,
@@ -685,7 +682,7 @@ def read_snapshot(path: Path) -> TrainingSnapshot:
         identity = payload.get("identity") if isinstance(payload, dict) else None
         if not isinstance(identity, dict) or not SNAPSHOT_IDENTITY_KEYS <= identity.keys():
             raise ValueError(
-                f"{path} is not a training snapshot (recengine/snapshot.py): it has no "
+                f"{path} is not a training snapshot (recengine/training/snapshot.py): it has no "
                 f"identity with {', '.join(sorted(SNAPSHOT_IDENTITY_KEYS))}"
             )
         try:
@@ -726,7 +723,9 @@ def snapshot_model(
             f"{_describe(data)} has {data.n_items}: it was trained on other data"
         )
     try:
-        prepared = prepare_data(data.sequences, list(data.vocab.item_ids), model_config=overrides)
+        prepared = prepare_data(
+            sequences_data(data.sequences, list(data.vocab.item_ids)), "sasrec", overrides
+        )
     except TypeError as exc:
         raise ValueError(
             f"Training snapshot {source} has a model config this code cannot build: {exc}"
@@ -756,7 +755,7 @@ def snapshot_model(
 
 def snapshot_train_settings(snapshot: TrainingSnapshot) -> dict[str, Any]:
     """What a snapshot keeps of its run's TrainConfig: the settings that shape the optimisation
-    (``recengine.snapshot.TRAJECTORY_FIELDS``) and, from its history, the epoch cap."""
+    (``recengine.training.snapshot.TRAJECTORY_FIELDS``) and, from its history, the epoch cap."""
     settings = dict(snapshot.identity["train"])
     if snapshot.history:
         settings["max_epochs"] = snapshot.history[-1]["max_epochs"]
@@ -773,9 +772,9 @@ def snapshot_note(snapshot: TrainingSnapshot, note: str | None = None) -> str:
 
 
 def _snapshot_card(
-    built: SnapshotModel, scorer: BatchScorer, valid: dict[str, Any], source: Path
+    built: SnapshotModel, scorer: Scorer, valid: dict[str, Any], source: Path
 ) -> ModelCard:
-    """The model card ``recengine.train.fit`` would have written for these weights."""
+    """The model card ``recengine.training.fit`` would have written for these weights."""
     snapshot, prepared = built.snapshot, built.prepared
     pop = popularity_scorer(prepared.train_seqs, len(prepared.vocab))
     # The snapshot does not name its device; a CUDA generator state means it trained on a GPU.
@@ -802,7 +801,7 @@ def _snapshot_card(
             "device": trained_on,
             "n_users": prepared.n_users,
             "n_events": prepared.n_events,
-            "n_train_windows": len(prepared.inputs),
+            "n_train_windows": len(prepared.windows),
             "torch": torch.__version__,
             "world_size": snapshot.identity["world_size"],
             "resumed_from_epoch": None,
@@ -868,8 +867,8 @@ def run_biased_mf(data_dir: Path, options: RunOptions, max_users: int | None) ->
     started = time.perf_counter()
     best: tuple[float, BiasedMF, FitReport, dict[str, Any]] | None = None
     grid: list[dict[str, Any]] = []
-    for point in grid_points("biased-mf"):
-        model = BiasedMF(BiasedMFConfig(**point, seed=SEED))
+    for point in get_model(RATING_ENTRY).grid_points():
+        model = BiasedMF(BiasedMFConfig(**_fields(point), seed=SEED))
         fit = model.fit(split.train)
         valid_rmse = float(fit.details["valid_rmse"])
         grid.append(

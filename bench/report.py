@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import statistics
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -89,3 +90,16 @@ def append_result(path: Path, entry: dict) -> None:
     runs = json.loads(path.read_text()) if path.exists() else []
     runs.append(entry)
     path.write_text(json.dumps(runs, indent=2, default=float) + "\n")
+
+
+_MARKER = re.compile(r"^<!-- /?bench:[\w-]+ -->\s*$", re.MULTILINE)
+
+
+def report_sections(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """docs/benchmarks.md as a reader sees it: the preface, then (heading, body) per ``## ``
+    section, with the ``<!-- bench:… -->`` markers the scripts use taken out."""
+    clean = _MARKER.sub("", text)
+    parts = re.split(r"^## +(.+)$", clean, flags=re.MULTILINE)
+    preface = parts[0].replace("# Benchmarks", "", 1).strip()
+    sections = [(parts[i].strip(), parts[i + 1].strip()) for i in range(1, len(parts) - 1, 2)]
+    return preface, sections

@@ -67,10 +67,14 @@ from bench.report import load_average, machine, run_header, today, write_section
 from db.engine import create_schema, make_engine
 from db.importers import import_movielens
 from db.schema import Event, Session, User
-from recengine.checkpoint import ModelCard, save_checkpoint
-from recengine.data import ItemVocab, fingerprint, pad_batch
+from recengine.checkpoint import ModelCard, read_card, save_checkpoint
+from recengine.data import ItemVocab, fingerprint
 from recengine.explain import explain_top
-from recengine.new_items import score_last_with_new
+from recengine.model_shelf import describe
+from recengine.models.sequence import SeqBatch, SequenceModel, case_batch
+from recengine.new_items import NewItemVectors
+from recengine.ranking import HybridRanker
+from recengine.recommendations import build_recommendations, history_side
 from recengine.service import (
     HISTORY_READ_LIMIT,
     Recommendations,
@@ -82,6 +86,7 @@ from recengine.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "service_latency.json"
 DATASET = "ml-1m"
+MODEL = "sasrec"  # the sequence model timed (its checkpoint folder on the service's shelf)
 K = 10
 MAX_LEN = 200
 NEW_USER_CLICKS = 10
@@ -156,14 +161,17 @@ def save_random_checkpoint(service: RecService) -> str:
         training={"note": "random weights from bench/service_latency.py (latency only)"},
         dataset=service.dataset.name,
     )
-    save_checkpoint(service.checkpoint_path, model, card)
+    save_checkpoint(service.checkpoint_dir(MODEL), model, card)
     return "random weights (latency does not depend on training)"
 
 
 def install_checkpoint(service: RecService, source: Path) -> str:
     if not (source / "model.json").is_file():
         raise SystemExit(f"--checkpoint {source}: no model.json there")
-    shutil.copytree(source, service.checkpoint_path, dirs_exist_ok=True)
+    found = read_card(source).model
+    if found != MODEL:
+        raise SystemExit(f"--checkpoint {source}: a {found} checkpoint; this bench times {MODEL}")
+    shutil.copytree(source, service.checkpoint_dir(MODEL), dirs_exist_ok=True)
     return f"trained checkpoint from {source}"
 
 
@@ -271,11 +279,15 @@ def timed_cell(
     return {**stats, **collections.summary()}
 
 
+def ranker_of(service: RecService) -> HybridRanker:
+    """The ranker ``service.recommend`` uses for the timed model (the service's cached one)."""
+    return service._ranker(MODEL, service.shelf.get(MODEL))
+
+
 def explain_arguments(service: RecService, recs: Recommendations) -> dict[str, Any]:
     """``explain_top``'s arguments as ``RecService.explain`` builds them (kept in step by the
     equality check in ``time_user``)."""
-    model = service.ranker.model
-    assert model is not None
+    model = service.shelf.get(MODEL).loaded
     popular = service.content.scores(None)
     top_popular = {
         int(service.content.item_ids[row]) for row in np.argsort(-popular)[: 5 * len(recs.items)]
@@ -284,11 +296,23 @@ def explain_arguments(service: RecService, recs: Recommendations) -> dict[str, A
         "model": model.model,
         "history": model.vocab.encode(h.item.id for h in recs.history),
         "items": [model.vocab.index_of(r.item.id) for r in recs.items],
+        "side": history_side(recs.history, recs.context) if model.model.reads else None,
         "titles": [h.item.title for h in recs.history],
         "kinds": [h.kind for h in recs.history],
         "list_size": len(recs.items),
         "popular_items": {model.vocab.index_of(i) for i in top_popular if i in model.vocab},
     }
+
+
+@torch.no_grad()
+def model_pass(
+    net: SequenceModel, batch: SeqBatch, new: NewItemVectors
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The model's part of ``HybridRanker.rank``: one ``score_pass`` (known items' scores, the
+    query vector, the attention maps) and the new items' scores from the same query."""
+    out = net.score_pass(batch)
+    new_scores = new.scores(out.query) if out.query is not None and len(new) else None
+    return out.scores, new_scores
 
 
 def time_user(
@@ -320,11 +344,14 @@ def time_user(
 
     history = service._history_items(service.repo.user_history(uid, limit=HISTORY_READ_LIMIT))
     pairs = [(h.item.id, h.kind) for h in history]
-    ranker, content = service.ranker, service.content
+    ranker, content = ranker_of(service), service.content
     model = ranker.model
     assert model is not None and ranker.new is not None
+    new = ranker.new
+    net = model.model
     ranking = ranker.rank(pairs, K)
-    seqs = pad_batch([model.vocab.encode(ranking.window)], len(ranking.window))
+    context = (history[-1].device, history[-1].time_of_day) if history else None
+    batch = case_batch([model.vocab.encode(ranking.window)], [None], net.max_len, net.reads)
     pieces: dict[str, Callable[[], object]] = {
         "get_user": lambda: service.get_user(uid),
         "history (query + item rows)": lambda: service._history_items(
@@ -332,11 +359,23 @@ def time_user(
         ),
         "ranker.rank": lambda: ranker.rank(pairs, K),
         "rank: content profile + scores": lambda: content.scores(content.profile(pairs)),
-        "rank: SASRec forward + catalog logits": lambda: score_last_with_new(
-            model.model, seqs, ranker.new
-        ),
-        "list building (_recommendations)": lambda: service._recommendations(
-            ranker, uid, history, ranking, None, len(history)
+        "rank: SASRec forward + catalog logits": lambda: model_pass(net, batch, new),
+        # The piece's name is kept from when the service built the list in _recommendations:
+        # saved results and the docs table key on it.
+        "list building (_recommendations)": lambda: build_recommendations(
+            ranking,
+            ranker,
+            content,
+            service.items,
+            user_id=uid,
+            history=history,
+            name=MODEL,
+            title=describe(MODEL)[0],
+            notice=None,
+            n_events=len(history),
+            cold_start_threshold=service.settings.cold_start_min_events,
+            context=context,
+            reads=net.reads,
         ),
     }
     timed = {name: time_ms(run, protocol) for name, run in pieces.items()}

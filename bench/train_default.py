@@ -23,13 +23,14 @@ from sqlalchemy import select
 
 from bench.report import machine, today, write_section
 from db.schema import Event, Session
-from recengine.data import leave_one_out
+from recengine.data import NextItemCase, leave_one_out
 from recengine.evaluate import target_ranks
 from recengine.service import DEFAULT_MODEL_CONFIG, RecService
 from recengine.settings import Settings
-from recengine.train import TrainResult, model_scorer
+from recengine.training import TrainResult, model_scorer
 
-REASONS = ("interest", "trigger", "popularity", "noise")
+# "context" only occurs in worlds made with a context effect (not the default one).
+REASONS = ("interest", "trigger", "popularity", "noise", "context")
 
 
 def last_event_reasons(service: RecService) -> dict[int, str]:
@@ -49,19 +50,25 @@ def hr_by_reason(service: RecService, result: TrainResult) -> dict[str, tuple[fl
     for case in leave_one_out(service.user_sequences()).test:
         history = result.vocab.encode(case.history)
         target = result.vocab.index_of(case.target)
-        rank = int(target_ranks(scorer([history]), [history], [target])[0])
+        encoded = NextItemCase(case.user_id, tuple(history), target)
+        rank = int(target_ranks(scorer([encoded]), [history], [target])[0])
         hits[reasons[case.user_id]].append(rank < 10)
     return {r: (sum(hits[r]) / len(hits[r]), len(hits[r])) for r in REASONS if hits[r]}
 
 
 def train(service: RecService, label: str, model_config: dict) -> TrainResult:
+    """The app's training path (``RecService.train_model``: fit, checkpoint, κ tuning, a
+    recorded run); the epochs that were validated are printed as they end."""
     print(f"== {label}")
-    return service.train_model(
-        model_config=model_config,
-        progress=lambda p: (
-            print(" ", p.describe(), f"({p.elapsed_s:.1f} s)") if p.valid_ndcg is not None else None
-        ),
-    )
+    started = time.perf_counter()
+
+    def progress(fraction: float, text: str) -> None:
+        if "valid" in text:  # TrainProgress.describe() names the metric on validated epochs
+            print(" ", text, f"({time.perf_counter() - started:.1f} s)")
+
+    outcome = service.train_model(model_config=model_config, progress=progress)
+    assert outcome.result is not None  # a sequence model: the trained model comes back
+    return outcome.result
 
 
 def main() -> None:

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 
 from recengine.data import ItemVocab
-from recengine.models.sasrec import SASRec, SASRecConfig
-from recengine.models.tisasrec import TiSASRec, TiSASRecConfig
+from recengine.models.registry import SEQUENCE_MODELS
+from recengine.models.sequence import SequenceModel
 
 # Bump when a card or weights written by this code can no longer be read by the previous code
 # (or the other way round). Optional new card fields with defaults do not need a bump.
@@ -56,16 +56,9 @@ class ModelCard:
         return json.dumps(self.__dict__, indent=2, sort_keys=True)
 
 
-# Model kinds a checkpoint can hold: card.model -> (module class, config class).
-MODEL_CLASSES: dict[str, tuple[type[SASRec], type[SASRecConfig]]] = {
-    "sasrec": (SASRec, SASRecConfig),
-    "tisasrec": (TiSASRec, TiSASRecConfig),
-}
-
-
 @dataclass
 class LoadedModel:
-    model: SASRec
+    model: SequenceModel
     vocab: ItemVocab
     card: ModelCard
     path: Path
@@ -92,7 +85,7 @@ def _atomic_write(path: Path, write: Any) -> None:
 DERIVED_FILES = ("blend.json",)
 
 
-def save_checkpoint(directory: Path, model: SASRec, card: ModelCard) -> Path:
+def save_checkpoint(directory: Path, model: SequenceModel, card: ModelCard) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     for name in DERIVED_FILES:
         (directory / name).unlink(missing_ok=True)
@@ -122,10 +115,10 @@ def read_card(directory: Path) -> ModelCard:
         card = ModelCard(**raw)
     except TypeError as exc:
         raise CheckpointError(f"Model card {card_path} is unreadable: {exc}") from exc
-    if card.model not in MODEL_CLASSES:
+    if card.model not in SEQUENCE_MODELS:
         raise CheckpointError(
             f"Model card {card_path} is for model {card.model!r}; this code reads "
-            f"{', '.join(repr(m) for m in MODEL_CLASSES)}"
+            f"{', '.join(repr(m) for m in SEQUENCE_MODELS)}"
         )
     return card
 
@@ -154,6 +147,16 @@ def check_card(
         )
 
 
+def _reason(exc: Exception) -> str:
+    """The first line of a loading error, without torch's advice to retry with
+    ``weights_only=False``: that would run whatever code the file carries."""
+    text = str(exc).strip()
+    if "weights_only" in text or "Weights only load failed" in text:
+        return "it is not a weights file this app reads safely (a pickle of other objects)"
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first[:300]
+
+
 def load_checkpoint(
     directory: Path,
     device: torch.device | str = "cpu",
@@ -170,7 +173,7 @@ def load_checkpoint(
     weights_path = directory / WEIGHTS_FILE
     if not weights_path.is_file():
         raise CheckpointError(f"Model weights missing: {weights_path}")
-    module_class, config_class = MODEL_CLASSES[card.model]
+    module_class, config_class = SEQUENCE_MODELS[card.model]
     try:
         config = config_class(**card.model_config)
         if config.n_items != len(card.item_ids):
@@ -181,6 +184,8 @@ def load_checkpoint(
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except Exception as exc:
-        raise CheckpointError(f"Model weights {weights_path} cannot be loaded: {exc}") from exc
+        raise CheckpointError(
+            f"Model weights {weights_path} cannot be loaded: {_reason(exc)}"
+        ) from exc
     model.to(device).eval()
     return LoadedModel(model, ItemVocab(tuple(card.item_ids)), card, directory)

@@ -25,9 +25,8 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,37 +41,60 @@ from recengine.checkpoint import checkpoint_dir
 from recengine.experiment import RunOutcome, run_model
 from recengine.service import RecService
 from recengine.settings import Settings
-from recengine.train import TrainConfig, TrainProgress
-from recengine.training_data import TrainingData, from_sasrec_file
-from recengine.zoo import ZooEntry, get_model, model_names
+from recengine.training import TrainConfig
+from recengine.training.record import RunRecord, record_run
+from recengine.training_data import from_sasrec_file
+from recengine.zoo import Config, get_model, model_names
 
 RUNS_JSON_FILE = "model_runs.jsonl"
 
 
-def _train_with_bar(service: RecService, train_config: TrainConfig | None = None) -> None:
-    with tqdm(
+def _bar(desc: str) -> tqdm:
+    return tqdm(
         total=100,
-        desc="Training SASRec",
+        desc=desc,
         unit="%",
-        bar_format=("{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}"),
-    ) as bar:
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
+    )
 
-        def progress(p: TrainProgress) -> None:
-            bar.n = round(p.fraction * 100)
-            bar.set_postfix_str(p.describe())
 
-        result = service.train_model(progress=progress, train_config=train_config)
+def _progress(bar: tqdm) -> Callable[[float, str], None]:
+    def progress(fraction: float, text: str) -> None:
+        bar.n = round(fraction * 100)
+        bar.set_postfix_str(text)
+
+    return progress
+
+
+def _train_with_bar(
+    service: RecService,
+    name: str = "sasrec",
+    config: Config | None = None,
+    train_config: TrainConfig | None = None,
+    resume: bool = False,
+) -> RunOutcome:
+    with _bar(f"Training {name}") as bar:
+        outcome = service.train_model(
+            name,
+            progress=_progress(bar),
+            config=config,
+            train_config=train_config,
+            resume=resume,
+        )
         bar.n = 100
         bar.refresh()
-    metrics = result.card.metrics
+    assert outcome.result is not None
+    card = outcome.result.card
+    metrics = card.metrics
     print(
-        f"Trained in {result.card.training['train_seconds']} s "
-        f"({result.card.training['epochs_run']} epochs). Test HR@10: SASRec "
-        f"{metrics['sasrec']['test']['hr@10']:.4f} vs popularity "
+        f"Trained in {card.training['train_seconds']} s "
+        f"({card.training['epochs_run']} epochs). Test HR@10: {name} "
+        f"{metrics[name]['test']['hr@10']:.4f} vs popularity "
         f"{metrics['popularity']['test']['hr@10']:.4f}; NDCG@10: "
-        f"{metrics['sasrec']['test']['ndcg@10']:.4f} vs "
+        f"{metrics[name]['test']['ndcg@10']:.4f} vs "
         f"{metrics['popularity']['test']['ndcg@10']:.4f}"
     )
+    return outcome
 
 
 def cmd_bootstrap(service: RecService, retrain: bool) -> None:
@@ -92,7 +114,8 @@ def cmd_bootstrap(service: RecService, retrain: bool) -> None:
 
 def cmd_status(service: RecService) -> None:
     service.ensure_database()
-    status = service.load_model()
+    default = service.default_model()
+    status = service.load_model(default)
     print(
         json.dumps(
             {
@@ -100,9 +123,15 @@ def cmd_status(service: RecService) -> None:
                 "schema_revision": current_revision(service.engine),
                 "dataset": service.dataset.name,
                 "counts": service.counts(),
+                "default_model": default,
                 "model_ready": status.ready,
                 "model": status.message,
                 "metrics": status.metrics,
+                "models": {
+                    m.name: {"ready": m.ready, "message": m.message, "metrics": m.metrics}
+                    for m in service.models()
+                    if m.trained
+                },
             },
             indent=2,
         )
@@ -142,9 +171,9 @@ def open_dataset(settings: Settings, name: str) -> RecService:
     return service
 
 
-def metric_table(outcome: RunOutcome) -> str:
+def metric_table(record: RunRecord) -> str:
     """Validation and test metrics side by side, with popularity on the test set."""
-    m = outcome.metrics
+    m = record.metrics
     rows: list[tuple[str, Any, Any, Any]] = []
     for k in (5, 10, 20):
         for name in ("hr", "ndcg", "mrr"):
@@ -169,61 +198,18 @@ def metric_table(outcome: RunOutcome) -> str:
     return "\n".join(lines)
 
 
-def run_record(outcome: RunOutcome, data: TrainingData, data_file: Path | None) -> dict[str, Any]:
-    """One run as the JSON line of ``--runs-json`` (the columns of model_runs, and more)."""
-    return {
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "model_kind": outcome.model,
-        "dataset": data.name,
-        "data_file": str(data_file) if data_file else None,
-        "config": outcome.config,
-        "data_fingerprint": outcome.data_fingerprint,
-        "metrics": outcome.metrics,
-        "checkpoint_path": outcome.checkpoint_path,
-        "timings": outcome.timings,
-        "n_users": outcome.n_users,
-        "n_items": outcome.n_items,
-        "n_events": outcome.n_events,
-    }
-
-
-def append_json_line(path: Path, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as out:
-        out.write(json.dumps(record, sort_keys=True) + "\n")
-
-
-def _fit_with_bar(
-    entry: ZooEntry, data: TrainingData, config: dict, model_dir: Path | None, resume: bool
-) -> RunOutcome:
-    with tqdm(
-        total=100,
-        desc=f"Training {entry.name}",
-        unit="%",
-        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
-    ) as bar:
-
-        def progress(fraction: float, text: str) -> None:
-            bar.n = round(fraction * 100)
-            bar.set_postfix_str(text)
-
-        outcome = run_model(
-            entry, data, config, progress=progress, checkpoint_dir=model_dir, resume=resume
-        )
-        bar.n = 100
-        bar.refresh()
-    return outcome
-
-
 def _file_stem(path: Path) -> str:
     return path.name.split(".")[0] or "data"
 
 
 def cmd_train_model(settings: Settings, args: argparse.Namespace) -> None:
+    """``train --model NAME``: a sequence model on a database dataset trains the app's way (it is
+    served from the next request); any model on a data file, or a baseline, is fitted, evaluated
+    and recorded."""
     entry = get_model(args.model)
     # The settings' device and seed (RECDEMO_DEVICE, RECDEMO_SEED) unless the command line says.
     implied: dict[str, Any] = {}
-    if entry.kind == "attention":
+    if entry.kind == "sequence":
         implied["train.device"] = settings.device
     if args.seed is None and entry.seed_field is not None:
         implied[".".join(entry.seed_field)] = settings.seed
@@ -239,46 +225,58 @@ def cmd_train_model(settings: Settings, args: argparse.Namespace) -> None:
     try:
         if data_file is not None:
             data = from_sasrec_file(data_file)
-            models = settings.model_dir / f"file-{_file_stem(data_file)}"
         else:
             service = open_dataset(settings, args.dataset or settings.dataset)
             data = service.training_data()
-            models = settings.model_dir / service.dataset.name
-        model_dir = checkpoint_dir(models, f"{entry.name}-default")
         print(
             f"Training {entry.name} ({entry.summary}) on {data.name}: {len(data.sequences)} "
             f"users, {len(data.catalog_ids)} items, {data.n_events} events"
         )
         for note in notes:
             print(f"note: {note}")
-        outcome = _fit_with_bar(
-            entry, data, config, model_dir if entry.kind == "attention" else None, args.resume
-        )
-        print(metric_table(outcome))
-        epochs = outcome.timings.get("epochs_run")
+        if service is not None and entry.kind == "sequence":
+            outcome = _train_with_bar(service, entry.name, config, resume=args.resume)
+            print("The app serves it from the next request (choose it in the sidebar).")
+        else:
+            folder = None
+            if entry.kind == "sequence":
+                models = settings.model_dir / f"file-{_file_stem(data_file or Path('data'))}"
+                folder = checkpoint_dir(models, f"{entry.name}-default")
+            with _bar(f"Training {entry.name}") as bar:
+                outcome = run_model(
+                    entry,
+                    data,
+                    config,
+                    progress=_progress(bar),
+                    checkpoint_dir=folder,
+                    resume=args.resume,
+                )
+                bar.n = 100
+                bar.refresh()
+        record = outcome.record
+        record.data_file = str(data_file) if data_file else None
+        print(metric_table(record))
+        epochs = record.timings.get("epochs_run")
         print(
-            f"Trained in {outcome.timings.get('train_seconds')} s"
-            + (f" ({epochs} epochs, best {outcome.timings.get('best_epoch')})" if epochs else "")
-            + f", evaluated in {outcome.timings['eval_seconds']} s"
+            f"Trained in {record.timings.get('train_seconds')} s"
+            + (f" ({epochs} epochs, best {record.timings.get('best_epoch')})" if epochs else "")
+            + f", evaluated in {record.timings['eval_seconds']} s"
         )
-        if outcome.checkpoint_path:
-            print(f"Checkpoint: {outcome.checkpoint_path}")
-        record = run_record(outcome, data, data_file)
-        if service is not None:
-            run_id = service.repo.add_model_run(
-                service.dataset.id,
-                outcome.model,
-                config=record["config"],
-                data_fingerprint=outcome.data_fingerprint,
-                metrics=outcome.metrics,
-                checkpoint_path=outcome.checkpoint_path,
-                timings=outcome.timings,
-            )
-            print(f"Recorded as model run {run_id} in {service.database_location}")
+        if record.checkpoint_path:
+            print(f"Checkpoint: {record.checkpoint_path}")
+        json_path = None
         if service is None or args.runs_json:
-            path = Path(args.runs_json) if args.runs_json else settings.state_dir / RUNS_JSON_FILE
-            append_json_line(path, record)
-            print(f"Appended the run to {path}")
+            json_path = (
+                Path(args.runs_json) if args.runs_json else settings.state_dir / RUNS_JSON_FILE
+            )
+        if service is not None and entry.kind != "sequence":
+            run_id = record_run(record, repo=service.repo, dataset_id=service.dataset.id)
+            print(f"Recorded as model run {run_id} in {service.database_location}")
+        elif service is not None:
+            print(f"Recorded in model_runs of {service.database_location}")
+        if json_path is not None:
+            record_run(record, json_path=json_path)
+            print(f"Appended the run to {json_path}")
     finally:
         if service is not None:
             service.engine.dispose()
@@ -321,7 +319,7 @@ def cmd_train_app_model(settings: Settings, args: argparse.Namespace) -> None:
         }
         config = replace(config, **{k: v for k, v in changes.items() if v is not None})
     try:
-        _train_with_bar(service, config)
+        _train_with_bar(service, train_config=config)
     finally:
         service.engine.dispose()
 

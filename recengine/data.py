@@ -10,8 +10,9 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 import torch
 
@@ -60,12 +61,103 @@ def sequences_fingerprint(sequences: Sequences) -> str:
 
 
 @dataclass(frozen=True)
+class CaseSide:
+    """What a history carries besides its items, for the models that read it: each event's time
+    (seconds) and its session's device and time-of-day ids (1..n, 0 = padding), aligned with the
+    history, and the device and time of day of the step that comes next."""
+
+    timestamps: tuple[float, ...] | None = None
+    devices: tuple[int, ...] | None = None
+    times_of_day: tuple[int, ...] | None = None
+    next_device: int = 0
+    next_time_of_day: int = 0
+
+    def head(self, n: int, next_device: int = 0, next_time_of_day: int = 0) -> CaseSide:
+        """The first ``n`` events, with the context of the step after them."""
+
+        def cut(values: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
+            return None if values is None else tuple(values[:n])
+
+        return CaseSide(
+            cut(self.timestamps), cut(self.devices), cut(self.times_of_day),
+            next_device, next_time_of_day,
+        )  # fmt: skip
+
+    def tail(self, n: int) -> CaseSide:
+        """The last ``n`` events (the next step's context kept)."""
+
+        def cut(values: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
+            return None if values is None else tuple(values[max(0, len(values) - n) :])
+
+        return replace(
+            self,
+            timestamps=cut(self.timestamps),
+            devices=cut(self.devices),
+            times_of_day=cut(self.times_of_day),
+        )
+
+    def without(self, position: int) -> CaseSide:
+        """The same events but the one at ``position`` (an occlusion)."""
+
+        def cut(values: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
+            return None if values is None else values[:position] + values[position + 1 :]
+
+        return replace(
+            self,
+            timestamps=cut(self.timestamps),
+            devices=cut(self.devices),
+            times_of_day=cut(self.times_of_day),
+        )
+
+    def keep(self, positions: Sequence[int]) -> CaseSide:
+        """Only the events at ``positions``, in that order."""
+
+        def cut(values: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
+            return None if values is None else tuple(values[p] for p in positions)
+
+        return replace(
+            self,
+            timestamps=cut(self.timestamps),
+            devices=cut(self.devices),
+            times_of_day=cut(self.times_of_day),
+        )
+
+
+@dataclass(frozen=True)
 class NextItemCase:
-    """One evaluation case: the history so far and the item that really came next."""
+    """One evaluation case: the history so far and the item that really came next (and, for
+    models that read more than items, the history's side streams)."""
 
     user_id: int
     history: tuple[int, ...]
     target: int
+    side: CaseSide | None = None
+
+
+def with_sides(
+    cases: Sequence[NextItemCase], streams: Mapping[int, CaseSide] | None
+) -> list[NextItemCase]:
+    """Each case with its user's side streams cut to its history, and the context of its target
+    (the event right after the history) as the next step's. ``streams`` holds every user's
+    whole event-aligned streams; None leaves the cases as they are."""
+    if streams is None:
+        return list(cases)
+    out = []
+    for case in cases:
+        full = streams[case.user_id]
+        n = len(case.history)
+        device = full.devices[n] if full.devices is not None else 0
+        time_of_day = full.times_of_day[n] if full.times_of_day is not None else 0
+        out.append(replace(case, side=full.head(n, device, time_of_day)))
+    return out
+
+
+def relative_timestamps(times: Sequence[float]) -> list[int]:
+    """Whole seconds since the first of ``times`` (only gaps matter to the models)."""
+    if not times:
+        return []
+    first = times[0]
+    return [round(t - first) for t in times]
 
 
 @dataclass(frozen=True)

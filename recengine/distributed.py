@@ -1,13 +1,14 @@
-"""Train SASRec with DistributedDataParallel over several processes (GPUs, or CPU cores).
+"""Train a sequence model with DistributedDataParallel over several processes (GPUs, or CPU
+cores), through the one training loop (``recengine.training.loop.fit``).
 
 Launch one process per GPU with torchrun::
 
-    torchrun --standalone --nproc_per_node=2 -m recengine.distributed [options]
+    torchrun --standalone --nproc_per_node=2 -m recengine.distributed [--model sasrec] [options]
 
 How the work is shared, and why the result matches a single process:
 
 - Every rank reads the same data and draws the same batch order from the shared seed (the
-  length-bucketed ``epoch_batches`` of ``recengine.train``). ``batch_size`` stays the *global*
+  length-bucketed ``epoch_batches`` of ``recengine.training``). ``batch_size`` stays the *global*
   batch: rank r trains rows r, r + world_size, … of each batch (trimming its own left padding).
   Each rank's mean loss is weighted by its share of the batch's targets, so the gradient DDP
   averages is exactly the single-process gradient of that batch; steps per epoch, learning rate
@@ -19,7 +20,7 @@ How the work is shared, and why the result matches a single process:
   weights and fail loudly if they differ.
 - Backends: NCCL on CUDA (one GPU per process, ``cuda:LOCAL_RANK``), gloo on the CPU.
 
-The single-process path (``recengine.train.train_sasrec``) never touches this module.
+The single-process path (``recengine.training.train``) never touches this module.
 """
 
 from __future__ import annotations
@@ -42,24 +43,18 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from recengine.device import pick_device, rank_device
-from recengine.models.sasrec import SASRec
-from recengine.snapshot import rng_state
-from recengine.train import (
-    LossFn,
-    ProgressCallback,
-    Team,
-    TrainConfig,
-    TrainResult,
-    fit,
-    prepare_data,
-)
+from recengine.models.sequence import SeqBatch, SequenceModel
+from recengine.training import ProgressCallback, Team, TrainConfig, TrainResult, fit, prepare_data
+from recengine.training.loop import LossFn
+from recengine.training.snapshot import rng_state
+from recengine.training_data import TrainingData
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
 def buffer_sync_off(ddp_class: type) -> dict[str, bool]:
     """DDP's keyword that stops re-broadcasting buffers before every forward: the model's only
-    buffer (item content tokens) never changes. torch 2.13 renamed it (``broadcast_buffers`` is
+    buffers (item content tokens) never change. torch 2.13 renamed it (``broadcast_buffers`` is
     deprecated there), and CUDA builds in use are often older, so ask the signature."""
     parameters = inspect.signature(ddp_class.__init__).parameters
     name = "forward_sync_buffers" if "forward_sync_buffers" in parameters else "broadcast_buffers"
@@ -69,16 +64,16 @@ def buffer_sync_off(ddp_class: type) -> dict[str, bool]:
 class _LossModule(nn.Module):
     """DDP synchronises gradients of what ``forward`` computes: here, the model's loss."""
 
-    def __init__(self, model: SASRec) -> None:
+    def __init__(self, model: SequenceModel) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return self.model.loss(inputs, targets)
+    def forward(self, batch: SeqBatch) -> torch.Tensor:
+        return self.model.loss(batch)
 
 
 class DDPTeam(Team):
-    """The ranks of an initialised process group, as seen by ``recengine.train.fit``."""
+    """The ranks of an initialised process group, as seen by ``recengine.training.loop.fit``."""
 
     def __init__(self, device: torch.device) -> None:
         if not dist.is_initialized():
@@ -87,7 +82,7 @@ class DDPTeam(Team):
         self.world_size = dist.get_world_size()
         self.device = device
 
-    def loss_fn(self, model: SASRec, seed: int) -> LossFn:
+    def loss_fn(self, model: SequenceModel, seed: int) -> LossFn:
         # Wrapping broadcasts rank 0's weights, so every rank starts from the same model.
         wrapped = DistributedDataParallel(
             _LossModule(model),
@@ -127,7 +122,7 @@ class DDPTeam(Team):
         dist.gather_object(rng_state(device), gathered, dst=0)
         return gathered
 
-    def finish(self, model: SASRec) -> dict[str, object]:
+    def finish(self, model: SequenceModel) -> dict[str, object]:
         digests: list[Any] = [None] * self.world_size
         dist.all_gather_object(digests, weights_digest(model))
         if len(set(digests)) != 1:
@@ -174,37 +169,36 @@ def barrier(device: torch.device) -> None:
     dist.barrier(device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def train_sasrec_distributed(
-    sequences: Mapping[int, Sequence[int]],
-    catalog_ids: Sequence[int],
+def train_distributed(
+    model_name: str,
+    data: TrainingData,
     *,
     device: torch.device,
-    catalog_fingerprint: str = "",
-    item_tokens: Mapping[int, Sequence[str]] | None = None,
     model_config: Mapping[str, object] | None = None,
     train_config: TrainConfig | None = None,
     progress: ProgressCallback | None = None,
     snapshot_path: Path | None = None,
     resume: bool = False,
 ) -> TrainResult:
-    """``train_sasrec`` for one rank of a process group; every rank calls it with the same data.
+    """``recengine.training.train`` for one rank of a process group; every rank calls it with
+    the same data.
 
     Every rank returns the same result (weights, history, metrics). ``progress`` is called on
     rank 0 only, and only rank 0 writes the snapshot.
     """
     cfg = train_config or TrainConfig()
-    data = prepare_data(sequences, catalog_ids, item_tokens=item_tokens, model_config=model_config)
+    prepared = prepare_data(data, model_name, model_config)
     team = DDPTeam(device)
     identities: list[Any] = [None] * team.world_size
-    dist.all_gather_object(identities, data.identity)
+    dist.all_gather_object(identities, prepared.identity)
     if len(set(identities)) != 1:
         raise ValueError(f"The ranks read different data (fingerprints {identities})")
     return fit(
-        data,
+        prepared,
         cfg,
         device,
         team=team,
-        catalog_fingerprint=catalog_fingerprint,
+        catalog_fingerprint=data.catalog_fingerprint,
         progress=progress,
         snapshot_path=snapshot_path,
         resume=resume,
@@ -224,7 +218,10 @@ def _json_object(text: str) -> dict[str, Any]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torchrun --standalone --nproc_per_node=N -m recengine.distributed",
-        description="Train the dataset's SASRec on N processes (one per GPU, or CPU workers).",
+        description="Train a sequence model on N processes (one per GPU, or CPU workers).",
+    )
+    parser.add_argument(
+        "--model", default="sasrec", help="sequence model of the zoo (default: sasrec)"
     )
     parser.add_argument(
         "--data",
@@ -242,7 +239,7 @@ def _parser() -> argparse.ArgumentParser:
         "--model-config",
         type=_json_object,
         default=None,
-        help='SASRec settings as JSON, e.g. \'{"d_model": 64, "max_len": 200}\'',
+        help='model settings as JSON, e.g. \'{"d_model": 64, "max_len": 200}\'',
     )
     parser.add_argument(
         "--train-config",
@@ -267,9 +264,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Imported here: the service pulls in the database layer, which the library part above
     # does not need.
     from recengine.checkpoint import save_checkpoint
-    from recengine.service import DEFAULT_MODEL_CONFIG, RecService
+    from recengine.experiment import sequence_record
+    from recengine.service import RecService
     from recengine.settings import Settings
+    from recengine.training.app_model import tune_app_blend
+    from recengine.training.record import record_run
     from recengine.training_data import from_sasrec_file
+    from recengine.zoo import get_model
 
     args = _parser().parse_args(argv)
     try:
@@ -277,8 +278,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("--resume needs --snapshot")
         if args.data is not None and args.out is None:
             raise ValueError("--data needs --out (where to save the checkpoint)")
+        entry = get_model(args.model)
+        if entry.kind != "sequence":
+            raise ValueError(f"{args.model} is not a sequence model: torchrun trains those only")
         settings = Settings.from_env()
-        cfg = _train_config(args.train_config, settings.seed, settings.device)
+        # The model's own training defaults, but the settings' seed and device.
+        defaults = {
+            k: v for k, v in entry.default_config()["train"].items() if k not in ("seed", "device")
+        }
+        cfg = _train_config({**defaults, **args.train_config}, settings.seed, settings.device)
         pick_device(cfg.device)  # a clear error before any process group exists
         with process_group(cfg.device) as device:
             leader = dist.get_rank() == 0
@@ -293,14 +301,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 data = service.training_data()
             model_config = args.model_config
             if model_config is None:
-                model_config = DEFAULT_MODEL_CONFIG if service is not None else {}
+                # The app's settings for a database dataset; the model's plain defaults for a
+                # file (no content tokens there).
+                model_config = entry.default_config()["model"] if service is not None else {}
             progress = (lambda p: print(p.describe(), flush=True)) if leader else None
-            result = train_sasrec_distributed(
-                data.sequences,
-                data.catalog_ids,
+            result = train_distributed(
+                args.model,
+                data,
                 device=device,
-                catalog_fingerprint=data.catalog_fingerprint,
-                item_tokens=data.item_tokens,
                 model_config=model_config,
                 train_config=cfg,
                 progress=progress,
@@ -308,16 +316,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 resume=args.resume,
             )
             if leader:
-                out = args.out or service.checkpoint_path  # type: ignore[union-attr]
-                save_checkpoint(out, result.model, result.card)
+                out = args.out or service.checkpoint_dir(args.model)  # type: ignore[union-attr]
                 if service is not None:
-                    _record_run(service, result, cfg, out)
-                sasrec = result.card.metrics["sasrec"]["test"]
+                    result.card.dataset = service.dataset.name
+                save_checkpoint(out, result.model, result.card)
+                training = result.card.training
+                if service is not None:  # the app's steps, as after training in the app
+                    config = {"model": result.card.model_config, "train": asdict(cfg)}
+                    record = sequence_record(entry, data, config, result, str(out))
+                    tune_app_blend(result, data, list(service.items.values()), out)
+                    record_run(record, repo=service.repo, dataset_id=service.dataset.id)
+                test = result.card.metrics[args.model]["test"]
                 print(
-                    f"Trained on {dist.get_world_size()} processes in "
-                    f"{result.card.training['train_seconds']} s "
-                    f"({result.card.training['epochs_run']} epochs); test HR@10 "
-                    f"{sasrec['hr@10']:.4f}, NDCG@10 {sasrec['ndcg@10']:.4f}; saved to {out}",
+                    f"Trained {args.model} on {dist.get_world_size()} processes in "
+                    f"{training['train_seconds']} s ({training['epochs_run']} epochs); test HR@10 "
+                    f"{test['hr@10']:.4f}, NDCG@10 {test['ndcg@10']:.4f}; saved to {out}",
                     flush=True,
                 )
             if service is not None:
@@ -326,24 +339,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
-
-
-def _record_run(service: Any, result: TrainResult, cfg: TrainConfig, out: Path) -> None:
-    training = result.card.training
-    service.repo.add_model_run(
-        service.dataset.id,
-        "sasrec",
-        config={"model": result.card.model_config, "train": asdict(cfg)},
-        data_fingerprint=result.card.data_fingerprint,
-        metrics=result.card.metrics,
-        checkpoint_path=str(out),
-        timings={
-            "train_seconds": training["train_seconds"],
-            "epochs_run": training["epochs_run"],
-            "device": training["device"],
-            "world_size": training["world_size"],
-        },
-    )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,20 @@ import torch
 
 from recengine.data import NextItemCase
 
-# Scores (B, n_items + 1) in model-index space for a batch of encoded histories.
-BatchScorer = Callable[[list[list[int]]], torch.Tensor]
+# Scores (B, n_items + 1) in model-index space for a batch of cases: their encoded histories,
+# and the side streams (event times, session context) of the models that read them.
+Scorer = Callable[[Sequence[NextItemCase]], torch.Tensor]
+# A model that reads histories only (the classical baselines' ``score``).
+HistoryScorer = Callable[[list[list[int]]], torch.Tensor]
+
+
+def history_scorer(score: HistoryScorer) -> Scorer:
+    """A :data:`Scorer` from a function of the histories alone."""
+
+    def scorer(cases: Sequence[NextItemCase]) -> torch.Tensor:
+        return score([list(c.history) for c in cases])
+
+    return scorer
 
 
 @dataclass(frozen=True)
@@ -80,26 +92,26 @@ def metrics_from_ranks(ranks: Sequence[int] | torch.Tensor, k: int = 10) -> Rank
 
 
 def evaluate_cases(
-    scorer: BatchScorer, cases: Sequence[NextItemCase], k: int = 10, batch_size: int = 256
+    scorer: Scorer, cases: Sequence[NextItemCase], k: int = 10, batch_size: int = 256
 ) -> RankingMetrics:
     """Rank each case's target with ``scorer``; cases are in model-index space."""
     ranks: list[int] = []
     for start in range(0, len(cases), batch_size):
         batch = cases[start : start + batch_size]
         histories = [list(c.history) for c in batch]
-        scores = scorer(histories)
+        scores = scorer(batch)
         ranks.extend(target_ranks(scores, histories, [c.target for c in batch]).tolist())
     return metrics_from_ranks(ranks, k)
 
 
-def popularity_scorer(train_sequences: Sequence[Sequence[int]], n_items: int) -> BatchScorer:
+def popularity_scorer(train_sequences: Sequence[Sequence[int]], n_items: int) -> Scorer:
     """Most-popular baseline: the same item counts for everyone."""
     counts = torch.zeros(n_items + 1)
     for seq in train_sequences:
         counts.index_add_(0, torch.tensor(list(seq), dtype=torch.long), torch.ones(len(seq)))
 
-    def score(histories: list[list[int]]) -> torch.Tensor:
-        return counts.expand(len(histories), -1)
+    def score(cases: Sequence[NextItemCase]) -> torch.Tensor:
+        return counts.expand(len(cases), -1)
 
     return score
 
@@ -168,7 +180,7 @@ def _ranking_dict(ranks: Sequence[int], ks: Sequence[int]) -> dict[str, float]:
 
 
 def evaluate_report(
-    scorer: BatchScorer,
+    scorer: Scorer,
     cases: Sequence[NextItemCase],
     train_sequences: Sequence[Sequence[int]],
     n_items: int,
@@ -191,7 +203,7 @@ def evaluate_report(
     for start in range(0, len(cases), batch_size):
         batch = cases[start : start + batch_size]
         histories = [list(c.history) for c in batch]
-        scores = scorer(histories).detach().float().clone()
+        scores = scorer(batch).detach().float().clone()
         ranks.extend(target_ranks(scores, histories, [c.target for c in batch]).tolist())
         scores[:, 0] = float("-inf")
         for row, history in enumerate(histories):

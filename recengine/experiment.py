@@ -4,13 +4,13 @@ The protocol is the app's for every model: leave-one-out per user (last item = t
 second-to-last = validation, the rest trains), full-ranking metrics from
 :func:`recengine.evaluate.evaluate_report` on both held-out sets, and the popularity baseline on
 the test set for reference. The rating model is also scored on the held-out *ratings*
-(RMSE/MAE), and it ranks by predicted rating after folding the history's ratings in.
-Recording the run (database row or JSON line) is the caller's job.
+(RMSE/MAE), and it ranks by predicted rating after folding the history's ratings in. Sequence
+models train with the one trainer (``recengine.training``) and are saved as a checkpoint the app
+can serve. Writing the record down (database row or JSON line) is ``recengine.training.record``'s.
 """
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,13 +22,13 @@ import torch
 from recengine.checkpoint import save_checkpoint
 from recengine.data import ItemVocab, NextItemCase, leave_one_out, sequences_fingerprint
 from recengine.early_stopping import EpochReport
-from recengine.evaluate import BatchScorer, evaluate_report, popularity_scorer
+from recengine.evaluate import Scorer, evaluate_report, history_scorer, popularity_scorer
 from recengine.models.base import Interactions
 from recengine.models.mf_biased import rating_metrics
-from recengine.train import TrainConfig, TrainProgress, model_scorer
-from recengine.train_tisasrec import relative_seconds, timed_scorer
+from recengine.training import TrainProgress, TrainResult, model_scorer, train
+from recengine.training.record import RunRecord, run_timings
 from recengine.training_data import TrainingData
-from recengine.zoo import ZOO, Config, ZooEntry
+from recengine.zoo import Config, ZooEntry
 
 # (fraction done in [0, 1], a short description of the last epoch)
 Progress = Callable[[float, str], None]
@@ -39,45 +39,31 @@ SNAPSHOT_FILE = "snapshot.pt"
 
 @dataclass
 class RunOutcome:
-    model: str
-    config: Config
-    metrics: dict[str, Any]
-    timings: dict[str, Any]
-    data_fingerprint: str
-    checkpoint_path: str  # "" when the model is not checkpointed
-    n_users: int
-    n_items: int
-    n_events: int
+    """A finished run: its record, and the trained sequence model (None for the others)."""
+
+    record: RunRecord
+    result: TrainResult | None = None
 
 
 def ordered_scorer(
     side: Sequence[Side], score: Callable[[list[list[int]], Sequence[Side]], torch.Tensor]
-) -> BatchScorer:
+) -> Scorer:
     """A scorer for cases taken in order, each with side information (ratings, …).
 
-    The evaluation passes histories only, batch after batch in case order; this walks ``side``
-    alongside and refuses a call that does not line up.
+    The evaluation passes cases batch after batch in order; this walks ``side`` alongside and
+    refuses a call that does not line up.
     """
     position = 0
 
-    def scorer(histories: list[list[int]]) -> torch.Tensor:
+    def scorer(cases: Sequence[NextItemCase]) -> torch.Tensor:
         nonlocal position
-        batch = side[position : position + len(histories)]
-        position += len(histories)
-        if len(batch) != len(histories):
+        batch = side[position : position + len(cases)]
+        position += len(cases)
+        if len(batch) != len(cases):
             raise ValueError("ordered_scorer: more histories than the cases it was made for")
-        return score(histories, batch)
+        return score([list(c.history) for c in cases], batch)
 
     return scorer
-
-
-def supports_resume(train: Callable[..., Any]) -> bool:
-    return "snapshot_path" in inspect.signature(train).parameters
-
-
-def resumable() -> str:
-    names = [e.name for e in ZOO.values() if e.train is not None and supports_resume(e.train)]
-    return ", ".join(names) or "none in this build"
 
 
 @dataclass(frozen=True)
@@ -149,61 +135,138 @@ def run_model(
 ) -> RunOutcome:
     """Fit ``entry`` with ``config`` on ``data`` and evaluate it (see the module docstring).
 
-    Attention models are saved to ``checkpoint_dir`` when given (with a resume snapshot beside
-    it when their training function supports one); ``resume`` continues from that snapshot.
+    Sequence models are saved to ``checkpoint_dir`` when given, with a resume snapshot beside
+    it; ``resume`` continues from that snapshot.
     """
     _check_inputs(entry, data)
-    if resume and (entry.train is None or not supports_resume(entry.train)):
-        raise ValueError(f"--resume is not supported for {entry.name} (only for: {resumable()})")
+    if resume and entry.kind != "sequence":
+        raise ValueError(f"--resume is for the sequence models, not for {entry.name}")
     if resume and checkpoint_dir is None:
         raise ValueError("resume needs a checkpoint folder for the snapshot")
-    split = _split(data)
-    n_items = len(split.vocab)
     started = time.perf_counter()
-    timings: dict[str, Any] = {}
     extra_metrics: dict[str, Any] = {}
     checkpoint_path = ""
+    result: TrainResult | None = None
 
-    if entry.kind == "attention":
-        scorer_for, timings, checkpoint_path = _fit_attention(
-            entry, data, config, split, progress, checkpoint_dir, resume
+    if entry.kind == "sequence":
+        result, checkpoint_path = _fit_sequence(
+            entry, data, config, progress, checkpoint_dir, resume
         )
-        valid_scorer, test_scorer = scorer_for(split.valid, 2), scorer_for(split.test, 1)
-    elif entry.kind == "rating":
-        valid_scorer, test_scorer, timings, extra_metrics = _fit_rating(
-            entry, data, config, split, progress
-        )
+        prepared = result.prepared
+        assert prepared is not None
+        n_items, train_seqs = len(result.vocab), prepared.train_seqs
+        valid_scorer = test_scorer = model_scorer(result.model, _device_of(result))
+        valid_cases, test_cases = prepared.valid, prepared.test
+        timings = run_timings(result.card.training)
     else:
-        model, timings = _fit_recommender(entry, data, config, split, progress)
-        valid_scorer = test_scorer = model.score
+        split = _split(data)
+        n_items, train_seqs = len(split.vocab), split.train
+        valid_cases, test_cases = split.valid, split.test
+        if entry.kind == "rating":
+            valid_scorer, test_scorer, timings, extra_metrics = _fit_rating(
+                entry, data, config, split, progress
+            )
+        else:
+            model, timings = _fit_recommender(entry, data, config, split, progress)
+            valid_scorer = test_scorer = history_scorer(model.score)
 
+    record = evaluated_record(
+        entry,
+        data,
+        config,
+        _Evaluation(valid_scorer, test_scorer, valid_cases, test_cases, train_seqs, n_items),
+        timings,
+        checkpoint_path=checkpoint_path,
+        extra_metrics=extra_metrics,
+        started=started,
+    )
+    return RunOutcome(record, result)
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    """What the held-out evaluation of a fitted model needs."""
+
+    valid_scorer: Scorer
+    test_scorer: Scorer
+    valid: Sequence[NextItemCase]
+    test: Sequence[NextItemCase]
+    train_seqs: Sequence[Sequence[int]]
+    n_items: int
+
+
+def evaluated_record(
+    entry: ZooEntry,
+    data: TrainingData,
+    config: Config,
+    fitted: _Evaluation,
+    timings: dict[str, Any],
+    *,
+    checkpoint_path: str = "",
+    extra_metrics: dict[str, Any] | None = None,
+    started: float | None = None,
+) -> RunRecord:
+    """The run record of a fitted model: full-ranking reports on validation and test, popularity
+    on test, the test broken down by history length and head/tail target."""
     eval_started = time.perf_counter()
     with torch.no_grad():
-        valid = evaluate_report(valid_scorer, split.valid, split.train, n_items)
-        test = evaluate_report(test_scorer, split.test, split.train, n_items)
-        popularity = evaluate_report(
-            popularity_scorer(split.train, n_items), split.test, split.train, n_items
+        valid = evaluate_report(
+            fitted.valid_scorer, fitted.valid, fitted.train_seqs, fitted.n_items
         )
+        test = evaluate_report(fitted.test_scorer, fitted.test, fitted.train_seqs, fitted.n_items)
+        popularity = evaluate_report(
+            popularity_scorer(fitted.train_seqs, fitted.n_items),
+            fitted.test,
+            fitted.train_seqs,
+            fitted.n_items,
+        )
+    timings = dict(timings)
     timings["eval_seconds"] = round(time.perf_counter() - eval_started, 3)
-    timings["total_seconds"] = round(time.perf_counter() - started, 3)
-    return RunOutcome(
+    if started is not None:
+        timings["total_seconds"] = round(time.perf_counter() - started, 3)
+    return RunRecord(
         model=entry.name,
+        dataset=data.name,
         config=config,
+        data_fingerprint=sequences_fingerprint(data.sequences),
         metrics={
             "valid": valid.overall,
             "test": test.overall,
             "popularity_test": popularity.overall,
             "test_by_history_length": test.by_history_length,
             "test_by_target": test.by_target,
-            **extra_metrics,
+            **(extra_metrics or {}),
         },
         timings=timings,
-        data_fingerprint=sequences_fingerprint(data.sequences),
         checkpoint_path=checkpoint_path,
         n_users=len(data.sequences),
-        n_items=n_items,
+        n_items=fitted.n_items,
         n_events=data.n_events,
     )
+
+
+def sequence_record(
+    entry: ZooEntry, data: TrainingData, config: Config, result: TrainResult, checkpoint_path: str
+) -> RunRecord:
+    """The run record of a sequence model trained elsewhere (e.g. by torchrun's ranks)."""
+    prepared = result.prepared
+    assert prepared is not None
+    scorer = model_scorer(result.model, _device_of(result))
+    fitted = _Evaluation(
+        scorer, scorer, prepared.valid, prepared.test, prepared.train_seqs, len(result.vocab)
+    )
+    return evaluated_record(
+        entry,
+        data,
+        config,
+        fitted,
+        run_timings(result.card.training),
+        checkpoint_path=checkpoint_path,
+    )
+
+
+def _device_of(result: TrainResult) -> torch.device:
+    return next(result.model.parameters()).device
 
 
 def _index_tokens(data: TrainingData, vocab: ItemVocab) -> list[list[str]] | None:
@@ -222,8 +285,6 @@ def _fit_recommender(
     model = entry.build(n_items, config)
     interactions = Interactions(split.train, n_items, item_tokens=_index_tokens(data, split.vocab))
     kwargs: dict[str, Any] = {}
-    if entry.early_stops:
-        kwargs["valid"] = split.valid
     if entry.reports_epochs:
         kwargs["progress"] = _epoch_progress(progress, "valid NDCG@10")
     report = model.fit(interactions, **kwargs)
@@ -232,18 +293,20 @@ def _fit_recommender(
 
 def _fit_timings(report: Any) -> dict[str, Any]:
     details = report.details or {}
-    return {
-        "train_seconds": round(report.seconds, 3),
-        "epochs_run": report.epochs,
-        "best_epoch": details.get("best_epoch"),
-        "stop_reason": details.get("stop_reason"),
-        "device": "cpu",
-    }
+    return run_timings(
+        {
+            "train_seconds": round(report.seconds, 3),
+            "epochs_run": report.epochs,
+            "best_epoch": details.get("best_epoch"),
+            "stop_reason": details.get("stop_reason"),
+            "device": "cpu",
+        }
+    )
 
 
 def _fit_rating(
     entry: ZooEntry, data: TrainingData, config: Config, split: _Split, progress: Progress | None
-) -> tuple[BatchScorer, BatchScorer, dict[str, Any], dict[str, Any]]:
+) -> tuple[Scorer, Scorer, dict[str, Any], dict[str, Any]]:
     assert entry.build is not None and data.ratings is not None
     ratings = data.ratings
     n_items = len(split.vocab)
@@ -257,7 +320,7 @@ def _fit_rating(
     valid_triples = [(row[c.user_id], c.target, float(ratings[c.user_id][-2])) for c in split.valid]
     test_triples = [(row[c.user_id], c.target, float(ratings[c.user_id][-1])) for c in split.test]
 
-    def fold_in(cut: int) -> BatchScorer:
+    def fold_in(cut: int) -> Scorer:
         cases = split.valid if cut == 2 else split.test
         side = [ratings[c.user_id][: len(ratings[c.user_id]) - cut] for c in cases]
         return ordered_scorer(side, lambda h, r: model.score(h, ratings=r))
@@ -271,61 +334,43 @@ def _fit_rating(
     return fold_in(2), fold_in(1), _fit_timings(report), metrics
 
 
-def _fit_attention(
+def _fit_sequence(
     entry: ZooEntry,
     data: TrainingData,
     config: Config,
-    split: _Split,
     progress: Progress | None,
     checkpoint_dir: Path | None,
     resume: bool,
-) -> tuple[Callable[[list[NextItemCase], int], BatchScorer], dict[str, Any], str]:
-    assert entry.train is not None
-
+) -> tuple[TrainResult, str]:
     def report(p: TrainProgress) -> None:
         if progress is not None:
             progress(p.fraction, p.describe())
 
-    kwargs: dict[str, Any] = {
-        "catalog_fingerprint": data.catalog_fingerprint,
-        "item_tokens": data.item_tokens,
-        "model_config": config["model"],
-        "train_config": TrainConfig(**config["train"]),
-        "progress": report,
-    }
-    times = data.times if entry.uses_times else None
-    if entry.uses_times:
-        kwargs["times"] = times
-    if checkpoint_dir is not None and supports_resume(entry.train):
-        kwargs["snapshot_path"] = checkpoint_dir / SNAPSHOT_FILE
-        kwargs["resume"] = resume
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    result = entry.train(data.sequences, data.catalog_ids, **kwargs)
+    # The folder is made by the first write into it: a run refused before training leaves none.
+    snapshot = None if checkpoint_dir is None else checkpoint_dir / SNAPSHOT_FILE
+    result = train(
+        entry.name,
+        data,
+        model_config=config["model"],
+        train_config=entry.train_config(config),
+        progress=report,
+        snapshot_path=snapshot,
+        resume=resume,
+    )
     if data.dataset_id is not None:
         result.card.dataset = data.name
     checkpoint_path = ""
     if checkpoint_dir is not None:
         save_checkpoint(checkpoint_dir, result.model, result.card)
         checkpoint_path = str(checkpoint_dir)
-    device = next(result.model.parameters()).device
-    training = result.card.training
-
-    def scorer_for(cases: list[NextItemCase], cut: int) -> BatchScorer:
-        if times is None:
-            return model_scorer(result.model, device)
-        case_times = [
-            relative_seconds(times[c.user_id])[: len(times[c.user_id]) - cut] for c in cases
-        ]
-        return timed_scorer(result.model, device, case_times)
-
-    timings = {
-        "train_seconds": training.get("train_seconds"),
-        "epochs_run": training.get("epochs_run"),
-        "best_epoch": training.get("best_epoch"),
-        "stop_reason": training.get("stop_reason"),
-        "device": training.get("device"),
-    }
-    return scorer_for, timings, checkpoint_path
+    return result, checkpoint_path
 
 
-__all__ = ["Progress", "RunOutcome", "ordered_scorer", "run_model", "supports_resume"]
+__all__ = [
+    "Progress",
+    "RunOutcome",
+    "evaluated_record",
+    "ordered_scorer",
+    "run_model",
+    "sequence_record",
+]

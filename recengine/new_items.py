@@ -1,6 +1,7 @@
-"""Vectors for items the trained model never saw, so they can be scored as hidden · vector.
+"""Vectors for items the trained model never saw, so they can be scored as query · vector.
 
-An item added to the catalog after training has no row in SASRec's item table. It gets one in
+An item added to the catalog after training has no row in the model's item table (a dot-product
+model's output layer: ``SequenceModel.item_vectors``; DIN has none and says so). It gets one in
 the table's own space from its content, in two steps:
 
 1. Direction. ``"tokens"`` (primary; models trained with content tokens): the mean embedding of
@@ -35,7 +36,7 @@ from db.repository import ItemRow
 from recengine.coldstart import ContentIndex
 from recengine.data import ItemVocab
 from recengine.features import item_tokens
-from recengine.models.sasrec import SASRec
+from recengine.models.sequence import SequenceModel
 
 METHODS = ("tokens", "neighbours")
 DEFAULT_NEIGHBOURS = 10
@@ -53,25 +54,25 @@ class NewItemVectors:
         return len(self.item_ids)
 
     def scores(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(..., m) scores for hidden states (..., d), as ``SASRec.item_logits`` scores known
-        items."""
+        """(..., m) scores for query vectors (..., d), as the model scores known items."""
         return hidden @ self.vectors.to(hidden.device, hidden.dtype).T
 
 
 @torch.no_grad()
 def token_vector(
-    model: SASRec, token_vocab: Sequence[str], tokens: Sequence[str]
+    model: SequenceModel, token_vocab: Sequence[str], tokens: Sequence[str]
 ) -> torch.Tensor | None:
     """Mean embedding of the tokens the model knows (the first ``tokens_per_item`` distinct ones,
     as training kept them); None without content tokens or when none is known."""
-    if model.config.n_tokens == 0:
+    if getattr(model.config, "n_tokens", 0) == 0:
         return None
     token_id = {name: i + 1 for i, name in enumerate(token_vocab)}
     ids = [token_id[t] for t in dict.fromkeys(tokens) if t in token_id]
     ids = ids[: model.config.tokens_per_item]
     if not ids:
         return None
-    return model.token_emb.weight[torch.tensor(ids, device=model.token_emb.weight.device)].mean(0)
+    table = model.token_emb.weight  # type: ignore[union-attr]
+    return table[torch.tensor(ids, device=table.device)].mean(0)
 
 
 def content_neighbours(
@@ -117,7 +118,7 @@ def _rescaled(vector: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def new_item_vectors(
-    model: SASRec,
+    model: SequenceModel,
     vocab: ItemVocab,
     token_vocab: Sequence[str],
     items: Sequence[ItemRow],
@@ -140,7 +141,7 @@ def new_item_vectors(
     known = [i.id for i in items if i.id in vocab]
     if known:
         raise ValueError(f"items {known[:5]} are in the model's vocabulary: not new items")
-    table = model.item_table()
+    table = model.item_vectors()
     everything = table[1:]
     order = [method, *(m for m in METHODS if m != method)]
     vectors: list[torch.Tensor] = []
@@ -159,45 +160,37 @@ def new_item_vectors(
                 break
         vectors.append(_rescaled(vector, near) if rescale else vector)
         methods.append(used)
-    d = model.config.d_model
+    d = table.shape[1]
     stacked = torch.stack(vectors) if vectors else torch.zeros(0, d, device=table.device)
     return NewItemVectors(tuple(i.id for i in items), stacked.detach(), tuple(methods))
-
-
-@torch.no_grad()
-def score_last_with_new(
-    model: SASRec, seqs: torch.Tensor, new: NewItemVectors
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One forward pass: known-item scores (B, n_items + 1), new-item scores (B, m) and the last
-    position's attention (B, T) (last layer, mean over heads), as ``SASRec.score_last``."""
-    out = model.forward(seqs)
-    hidden = out.hidden[:, -1, :]
-    return (
-        model.item_logits(hidden),
-        new.scores(hidden),
-        out.attentions[-1][:, :, -1, :].mean(dim=1),
-    )
 
 
 @dataclass(frozen=True)
 class CatalogColumns:
     """Where each catalog row's attention score comes from: a column of the model's scores
-    (known items) or of the new-item scores. Built once per (catalog, model); applying it is two
-    gathers, not a Python loop over the catalog (1.5 ms per request at ML-1M size)."""
+    (known items), of the new-item scores, or nothing (a new item the model has no vector for:
+    a neutral score, the mean of the known ones). Built once per (catalog, model); applying it
+    is a few gathers, not a Python loop over the catalog (1.5 ms per request at ML-1M size)."""
 
     in_vocab: np.ndarray  # (C,) bool: the row is a known item
+    is_new: np.ndarray  # (C,) bool: the row is a new item with a vector
     known_columns: torch.Tensor  # model index of each known row, in row order
-    new_columns: torch.Tensor  # column in NewItemVectors of each other row, in row order
+    new_columns: torch.Tensor  # column in NewItemVectors of each new row with a vector
 
     @classmethod
     def build(
-        cls, catalog_ids: Sequence[int] | np.ndarray, vocab: ItemVocab, new: NewItemVectors
+        cls,
+        catalog_ids: Sequence[int] | np.ndarray,
+        vocab: ItemVocab,
+        new: NewItemVectors,
+        extra: Sequence[int] = (),
     ) -> CatalogColumns:
-        """Every catalog id must be in ``vocab`` or in ``new``; ids of the vocabulary that are
-        not in the catalog any more are dropped."""
+        """Every catalog id must be in ``vocab``, in ``new`` or in ``extra`` (new items without
+        a vector); ids of the vocabulary that are not in the catalog any more are dropped."""
         ids = [int(i) for i in catalog_ids]
         new_column = {item: j for j, item in enumerate(new.item_ids)}
-        missing = [i for i in ids if i not in vocab and i not in new_column]
+        neutral = set(extra)
+        missing = [i for i in ids if i not in vocab and i not in new_column and i not in neutral]
         if missing:
             raise ValueError(
                 f"catalog items {missing[:5]} are neither in the model's vocabulary nor new "
@@ -205,21 +198,29 @@ class CatalogColumns:
             )
         return cls(
             in_vocab=np.array([i in vocab for i in ids], dtype=bool),
+            is_new=np.array([i not in vocab and i in new_column for i in ids], dtype=bool),
             known_columns=torch.tensor(
                 vocab.encode(i for i in ids if i in vocab), dtype=torch.long
             ),
             new_columns=torch.tensor(
-                [new_column[i] for i in ids if i not in vocab], dtype=torch.long
+                [new_column[i] for i in ids if i not in vocab and i in new_column],
+                dtype=torch.long,
             ),
         )
 
-    def scores(self, known_scores: torch.Tensor, new_scores: torch.Tensor) -> np.ndarray:
+    def scores(self, known_scores: torch.Tensor, new_scores: torch.Tensor | None) -> np.ndarray:
         """(B, C) attention scores in catalog row order."""
         known_scores = torch.atleast_2d(known_scores).float().cpu()
-        new_scores = torch.atleast_2d(new_scores).float().cpu()
         out = np.empty((known_scores.shape[0], len(self.in_vocab)), dtype=np.float64)
-        out[:, self.in_vocab] = known_scores[:, self.known_columns].numpy()
-        out[:, ~self.in_vocab] = new_scores[:, self.new_columns].numpy()
+        known = known_scores[:, self.known_columns].numpy()
+        out[:, self.in_vocab] = known
+        if self.is_new.any():
+            assert new_scores is not None, "new items need their scores"
+            out[:, self.is_new] = torch.atleast_2d(new_scores).float().cpu()[:, self.new_columns]
+        neutral = ~(self.in_vocab | self.is_new)
+        if neutral.any():
+            finite = np.where(np.isfinite(known), known, np.nan)
+            out[:, neutral] = np.nanmean(finite, axis=1, keepdims=True)
         return out
 
 

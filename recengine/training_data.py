@@ -1,5 +1,6 @@
-"""What a training run reads: per-user item sequences with their times and ratings, the catalog
-and its content tokens, from a database dataset or from a SASRec-format ``user item`` file.
+"""What a training run reads: per-user item sequences with their times, ratings and session
+context, the catalog and its content tokens, from a database dataset or from a SASRec-format
+``user item`` file.
 
 Items and users keep their own ids here (database ids, or the file's ids); the models' index
 space (1..n_items) is made later by :class:`recengine.data.ItemVocab`.
@@ -30,6 +31,9 @@ class TrainingData:
     ratings: dict[int, list[float]] | None = None  # user id -> explicit stars per event
     item_tokens: dict[int, list[str]] | None = None  # item id -> content tokens
     dataset_id: int | None = None  # the database dataset; None for a file
+    # user id -> each event's session device and time of day (names of db/schema.py)
+    devices: dict[int, list[str]] | None = None
+    times_of_day: dict[int, list[str]] | None = None
 
     @property
     def n_events(self) -> int:
@@ -57,6 +61,8 @@ def from_database(
         ratings=ratings,
         item_tokens={i.id: item_tokens(i) for i in items},
         dataset_id=dataset_id,
+        devices=events.devices or None,
+        times_of_day=events.times_of_day or None,
     )
 
 

@@ -1,49 +1,49 @@
-"""Every model of ``recengine/models/`` by name, with its default configuration and how it trains.
+"""Every model of ``recengine/models/`` by name: its default configuration, its tuning grid and how
+it trains.
 
 Three kinds:
 
-- ``recommender``: the :class:`~recengine.models.base.Recommender` protocol, built by ``build``
-  and fitted on the training sequences (``early_stops``: ``fit`` also takes the validation cases
-  and stops on their NDCG@10);
-- ``rating``: a rating predictor (explicit stars), fitted on rated events;
-- ``attention``: SASRec and TiSASRec, trained by their own functions (``train``) into a
-  checkpoint the app can load.
+- ``sequence``: the neural next-item models (SASRec, TiSASRec, context-aware SASRec, DIN,
+  GRU4Rec), trained by the one trainer (``recengine/training``) into a checkpoint the app can
+  serve; their config has a ``"model"`` and a ``"train"`` section;
+- ``recommender``: the classical baselines of the
+  :class:`~recengine.models.base.Recommender` protocol, built by ``build`` and fitted on the
+  training sequences;
+- ``rating``: a rating predictor (explicit stars), fitted on rated events.
 
-A configuration is a dict of sections (``"model"``, and ``"train"`` where the model has a
-separate training config), each a flat dict of dataclass fields; ``configure`` applies the
-command line's epochs / time budget / seed and ``key=value`` overrides to the defaults.
+A configuration is a dict of sections, each a flat dict of dataclass fields; ``configure``
+applies the command line's epochs / time budget / seed and ``key=value`` overrides to the
+defaults. ``grid`` is what validation tuning tries (``bench/ml1m.py``): ``"section.field"`` ->
+values; ``scoring_fields`` are the grid's fields a fitted model only reads when scoring, so one
+fit serves all their values.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from recengine.models.als import ALS, ALSConfig
 from recengine.models.content_tfidf import ContentTfidf, ContentTfidfConfig
-from recengine.models.din import DIN, DINConfig, DINTrainConfig
-from recengine.models.gru4rec import GRU4Rec, GRU4RecConfig
 from recengine.models.itemknn import ItemKNN, ItemKNNConfig
 from recengine.models.mf_biased import BiasedMF, BiasedMFConfig
 from recengine.models.popularity import Popularity, PopularityConfig
-from recengine.models.sasrec import SASRecConfig
-from recengine.models.tisasrec import TiSASRecConfig
+from recengine.models.registry import sequence_model_class
 from recengine.models.userknn import UserKNN, UserKNNConfig
-from recengine.train import TrainConfig, train_sasrec
-from recengine.train_tisasrec import train_tisasrec
+from recengine.training.config import TrainConfig
 
-ModelKind = Literal["recommender", "rating", "attention"]
+ModelKind = Literal["sequence", "recommender", "rating"]
 Config = dict[str, dict[str, Any]]
 # A config field: (section, field name).
 Field = tuple[str, str]
 
-# The app's SASRec settings (recengine.service.DEFAULT_MODEL_CONFIG; a test keeps them equal).
-# Kept here, not imported, so the service can use the zoo without an import cycle.
+# The app's SASRec settings: ~10 events per item on the synthetic world is sparse, hence the high
+# dropout (docs/benchmarks.md compares it with id embeddings only).
 APP_SASREC_MODEL: dict[str, Any] = {"dropout": 0.5}
-# Set from the data (the content-token vocabulary), never by default.
+# Set from the data (the catalog size and the content-token vocabulary), never by default.
 _DATA_FIELDS = ("n_items", "n_tokens")
 
 
@@ -53,9 +53,14 @@ class UnknownModelError(ValueError):
 
 def defaults_of(config_class: type, **changes: Any) -> dict[str, Any]:
     """A config dataclass's defaults as a dict (fields set from the data left out)."""
-    out = {
-        f.name: f.default for f in dataclasses.fields(config_class) if f.name not in _DATA_FIELDS
-    }
+    out = {}
+    for f in dataclasses.fields(config_class):
+        if f.name in _DATA_FIELDS:
+            continue
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
     return {**out, **changes}
 
 
@@ -67,20 +72,23 @@ class ZooEntry:
     defaults: Mapping[str, Mapping[str, Any]]
     # recommender/rating: (n_items, config) -> an unfitted model.
     build: Callable[[int, Config], Any] | None = None
-    # attention: train_sasrec / train_tisasrec.
-    train: Callable[..., Any] | None = None
     # Where --max-epochs, --time-budget-s and --seed go; None: the model has no such knob.
     epochs_field: Field | None = None
     time_budget_field: Field | None = None
     seed_field: Field | None = None
-    # Inputs beyond the sequences: "item_tokens", "ratings"; "times" is used when present.
+    # Inputs beyond the sequences: "item_tokens", "ratings".
     needs: frozenset[str] = frozenset()
-    uses_times: bool = False
-    early_stops: bool = False  # fit(data, valid=..., progress=...)
     reports_epochs: bool = False  # fit(..., progress=...) reports each epoch
+    # Validation grid: "section.field" -> values tried; see the module docstring.
+    grid: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    scoring_fields: frozenset[str] = frozenset()
 
     def default_config(self) -> Config:
         return {section: dict(values) for section, values in copy.deepcopy(self.defaults).items()}
+
+    def train_config(self, config: Config) -> TrainConfig:
+        """The ``"train"`` section of a sequence model's config as a TrainConfig."""
+        return TrainConfig(**config["train"])
 
     def configure(
         self,
@@ -110,6 +118,21 @@ class ZooEntry:
             config[section][name] = value
         return config, notes
 
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Every combination of the grid, as {"section.field": value} dicts, in order."""
+        points: list[dict[str, Any]] = [{}]
+        for key, values in self.grid.items():
+            points = [{**p, key: v} for p in points for v in values]
+        return points
+
+    def with_point(self, config: Config, point: Mapping[str, Any]) -> Config:
+        """``config`` with one grid point's values set."""
+        out = copy.deepcopy(config)
+        for key, value in point.items():
+            section, name = self._locate(out, key)
+            out[section][name] = value
+        return out
+
     def _locate(self, config: Config, key: str) -> Field:
         if "." in key:
             section, name = key.split(".", 1)
@@ -135,17 +158,91 @@ def _recommender(model_class: type, config_class: type) -> Callable[[int, Config
     return build
 
 
-def _build_din(n_items: int, config: Config) -> DIN:
-    return DIN(DINConfig(n_items=n_items, **config["model"]), DINTrainConfig(**config["train"]))
+def _sequence(
+    name: str,
+    summary: str,
+    *,
+    model: Mapping[str, Any] | None = None,
+    train: Mapping[str, Any] | None = None,
+    grid: Mapping[str, Sequence[Any]] | None = None,
+) -> ZooEntry:
+    """A sequence model: its config class's defaults (changed by ``model``) and the trainer's
+    (changed by ``train``)."""
+    _, config_class = sequence_model_class(name)
+    return ZooEntry(
+        name,
+        "sequence",
+        summary,
+        {
+            "model": defaults_of(config_class, **(model or {})),
+            "train": defaults_of(TrainConfig, **(train or {})),
+        },
+        epochs_field=("train", "max_epochs"),
+        time_budget_field=("train", "time_budget_s"),
+        seed_field=("train", "seed"),
+        reports_epochs=True,
+        grid=grid or {},
+    )
 
+
+# DIN and GRU4Rec train as their papers' code does (Adam); GRU4Rec without gradient clipping.
+# Both evaluate often: they converge in tens of epochs, not hundreds.
+_DIN_TRAIN = {
+    "max_epochs": 20,
+    "batch_size": 32,
+    "lr": 3e-3,
+    "weight_decay": 0.0,
+    "optimizer": "adam",
+    "eval_every": 2,
+    "patience": 3,
+    "time_budget_s": 3600.0,
+}
+_GRU4REC_TRAIN = {
+    "max_epochs": 30,
+    "batch_size": 128,
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "optimizer": "adam",
+    "clip_grad_norm": 0.0,
+    "eval_every": 1,
+    "patience": 3,
+    "time_budget_s": 3600.0,
+}
 
 _ENTRIES = [
+    _sequence(
+        "sasrec",
+        "SASRec: causal self-attention over the history (the app's default model)",
+        model=APP_SASREC_MODEL,
+    ),
+    _sequence(
+        "tisasrec",
+        "TiSASRec-style positional attention: relative position and time-gap biases",
+        model=APP_SASREC_MODEL,
+    ),
+    _sequence(
+        "context_sasrec",
+        "context-aware SASRec: the session's device and time of day as inputs",
+        model=APP_SASREC_MODEL,
+    ),
+    _sequence(
+        "din",
+        "DIN: candidate-specific target attention over the history",
+        train=_DIN_TRAIN,
+    ),
+    _sequence(
+        "gru4rec",
+        "GRU4Rec: a recurrent network with full-softmax cross-entropy",
+        train=_GRU4REC_TRAIN,
+        grid={"model.hidden_size": [64], "model.embedding_dim": [64]},
+    ),
     ZooEntry(
         "popularity",
         "recommender",
         "most popular items (optionally recency-weighted counts)",
         {"model": defaults_of(PopularityConfig)},
         build=_recommender(Popularity, PopularityConfig),
+        grid={"model.half_life": [None, 10, 50, 200]},
     ),
     ZooEntry(
         "itemknn",
@@ -153,6 +250,12 @@ _ENTRIES = [
         "item-based CF, shrunk cosine, recency-weighted history",
         {"model": defaults_of(ItemKNNConfig)},
         build=_recommender(ItemKNN, ItemKNNConfig),
+        grid={
+            "model.k_neighbours": [50, 200],
+            "model.shrink": [0, 20],
+            "model.recency_decay": [0.2, 0.4, 0.6, 0.8, 1.0],
+        },
+        scoring_fields=frozenset({"model.recency_decay"}),
     ),
     ZooEntry(
         "userknn",
@@ -160,6 +263,8 @@ _ENTRIES = [
         "user-based CF, cosine over binary user vectors",
         {"model": defaults_of(UserKNNConfig)},
         build=_recommender(UserKNN, UserKNNConfig),
+        grid={"model.k_neighbours": [25, 50, 100, 200]},
+        scoring_fields=frozenset({"model.k_neighbours"}),
     ),
     ZooEntry(
         "als",
@@ -169,6 +274,13 @@ _ENTRIES = [
         build=_recommender(ALS, ALSConfig),
         epochs_field=("model", "iterations"),
         seed_field=("model", "seed"),
+        # Searched in two stages (bench/ml1m.py): regularization × alpha at the first size,
+        # then the best pair at the larger sizes.
+        grid={
+            "model.regularization": [1, 10, 100],
+            "model.alpha": [1, 10],
+            "model.factors": [64, 128],
+        },
     ),
     ZooEntry(
         "content_tfidf",
@@ -177,6 +289,8 @@ _ENTRIES = [
         {"model": defaults_of(ContentTfidfConfig)},
         build=_recommender(ContentTfidf, ContentTfidfConfig),
         needs=frozenset({"item_tokens"}),
+        grid={"model.recency_decay": [0.2, 0.4, 0.6, 0.8, 1.0]},
+        scoring_fields=frozenset({"model.recency_decay"}),
     ),
     ZooEntry(
         "mf_biased",
@@ -189,56 +303,7 @@ _ENTRIES = [
         seed_field=("model", "seed"),
         needs=frozenset({"ratings"}),
         reports_epochs=True,
-    ),
-    ZooEntry(
-        "gru4rec",
-        "recommender",
-        "GRU4Rec with full-softmax cross-entropy",
-        {"model": defaults_of(GRU4RecConfig)},
-        build=_recommender(GRU4Rec, GRU4RecConfig),
-        epochs_field=("model", "epochs"),
-        time_budget_field=("model", "time_budget_s"),
-        seed_field=("model", "seed"),
-        early_stops=True,
-        reports_epochs=True,
-    ),
-    ZooEntry(
-        "din",
-        "recommender",
-        "Deep Interest Network: candidate-specific target attention",
-        {"model": defaults_of(DINConfig), "train": defaults_of(DINTrainConfig)},
-        build=_build_din,
-        epochs_field=("train", "epochs"),
-        time_budget_field=("train", "time_budget_s"),
-        seed_field=("model", "seed"),
-        early_stops=True,
-        reports_epochs=True,
-    ),
-    ZooEntry(
-        "sasrec",
-        "attention",
-        "SASRec, the app's model (content tokens when the data has them)",
-        {"model": defaults_of(SASRecConfig, **APP_SASREC_MODEL), "train": defaults_of(TrainConfig)},
-        train=train_sasrec,
-        epochs_field=("train", "max_epochs"),
-        time_budget_field=("train", "time_budget_s"),
-        seed_field=("train", "seed"),
-        reports_epochs=True,
-    ),
-    ZooEntry(
-        "tisasrec",
-        "attention",
-        "SASRec with relative position and time-gap attention biases",
-        {
-            "model": defaults_of(TiSASRecConfig, **APP_SASREC_MODEL),
-            "train": defaults_of(TrainConfig),
-        },
-        train=train_tisasrec,
-        epochs_field=("train", "max_epochs"),
-        time_budget_field=("train", "time_budget_s"),
-        seed_field=("train", "seed"),
-        uses_times=True,
-        reports_epochs=True,
+        grid={"model.regularization": [0.03, 0.05, 0.1]},
     ),
 ]
 
@@ -247,6 +312,10 @@ ZOO: dict[str, ZooEntry] = {entry.name: entry for entry in _ENTRIES}
 
 def model_names() -> list[str]:
     return list(ZOO)
+
+
+def sequence_model_names() -> list[str]:
+    return [name for name, entry in ZOO.items() if entry.kind == "sequence"]
 
 
 def get_model(name: str) -> ZooEntry:
@@ -267,4 +336,5 @@ __all__ = [
     "ZooEntry",
     "get_model",
     "model_names",
+    "sequence_model_names",
 ]

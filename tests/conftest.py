@@ -20,7 +20,7 @@ from db.synthetic import WORLD_SIZES, seed_database
 from recengine.blend import BUCKET_NAMES, BlendConfig, save_blend_config
 from recengine.service import DEFAULT_MODEL_CONFIG, RecService
 from recengine.settings import Settings
-from recengine.train import TrainConfig
+from recengine.training import TrainConfig
 
 # The tiny catalog with more users, so held-out metrics rest on a few hundred cases.
 TEST_WORLD = replace(WORLD_SIZES["tiny"], n_users=200, seed=7)
@@ -34,14 +34,14 @@ TINY_MODEL = {**DEFAULT_MODEL_CONFIG, "d_model": 32, "max_len": 30}
 TEST_KAPPA = 2.0
 
 
-def use_fixed_kappa(service: RecService, kappa: float) -> None:
-    """Replace the tuned blend of the service's checkpoint by one κ for every history length."""
-    card = service._model.card  # type: ignore[union-attr]
+def use_fixed_kappa(service: RecService, kappa: float, model: str = "sasrec") -> None:
+    """Replace the tuned blend of a model's checkpoint by one κ for every history length."""
+    card = service.shelf.get(model).loaded.card
     config = BlendConfig(
         {name: kappa for name in BUCKET_NAMES}, data_fingerprint=card.data_fingerprint
     )
-    save_blend_config(service.checkpoint_path, config)
-    service.load_model()
+    save_blend_config(service.checkpoint_dir(model), config)
+    service.load_model(model)
 
 
 def tiny_settings(state_dir: Path, **changes: object) -> Settings:

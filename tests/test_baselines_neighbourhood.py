@@ -13,7 +13,7 @@ import torch
 
 from db.synthetic import WORLD_SIZES, generate_world
 from recengine.data import ItemVocab, leave_one_out
-from recengine.evaluate import evaluate_cases
+from recengine.evaluate import evaluate_cases, history_scorer
 from recengine.models.base import Interactions, Recommender
 from recengine.models.content_tfidf import ContentTfidf, ContentTfidfConfig
 from recengine.models.itemknn import ItemKNN, ItemKNNConfig
@@ -194,10 +194,10 @@ def test_models_find_the_planted_structure() -> None:
     ndcg: dict[str, float] = {}
     for model in all_models():
         model.fit(data)
-        ndcg[model.name] = evaluate_cases(model.score, split.valid).ndcg
+        ndcg[model.name] = evaluate_cases(history_scorer(model.score), split.valid).ndcg
     gen = torch.Generator().manual_seed(0)
     ndcg["random"] = evaluate_cases(
-        lambda h: torch.rand(len(h), len(vocab) + 1, generator=gen), split.valid
+        lambda cases: torch.rand(len(cases), len(vocab) + 1, generator=gen), split.valid
     ).ndcg
     assert ndcg["itemknn"] > ndcg["popularity"], ndcg
     assert ndcg["content_tfidf"] > ndcg["popularity"], ndcg

@@ -14,25 +14,30 @@ from db.repository import ItemRow
 from db.synthetic import generate_world
 from recengine.blend import (
     BLEND_FILE,
-    KAPPA_GRID,
-    NEVER_SHOWN,
-    BlendCases,
     BlendConfig,
     BlendConfigError,
     blend,
-    gain_bar,
-    kappa_ranks,
+    kappa_from_json,
+    kappa_to_json,
     load_blend_config,
-    mean_standard_error,
     normalise,
     save_blend_config,
+    weight,
+)
+from recengine.blend_tuning import (
+    KAPPA_GRID,
+    NEVER_SHOWN,
+    BlendCases,
+    gain_bar,
+    kappa_ranks,
+    mean_standard_error,
     truncated_cases,
     tune_from_ranks,
     tune_kappa,
-    weight,
 )
 from recengine.checkpoint import CARD_FILE, ModelCard
 from recengine.coldstart import ContentIndex
+from recengine.data import CaseSide
 from tests.conftest import TEST_WORLD
 
 # ---- normalisation and the blend, against hand-computed values --------------------------------
@@ -259,6 +264,27 @@ def test_truncated_cases_cut_the_history_before_the_held_out_target() -> None:
     assert [(c.history, c.target) for c in test] == [((13,), 14), ((10, 11, 12, 13), 14)]
 
 
+def test_truncated_cases_carry_their_part_of_the_side_streams() -> None:
+    sequences = {1: [10, 11, 12, 13, 14]}
+    streams = {
+        1: CaseSide(
+            timestamps=(0.0, 10.0, 20.0, 30.0, 40.0),
+            devices=(1, 2, 3, 1, 2),
+            times_of_day=(1, 2, 3, 4, 1),
+        )
+    }
+    # valid: history before 13 (the fourth event), whose context is the next step's.
+    (valid,) = truncated_cases(sequences, split="valid", lengths=[2], streams=streams)
+    assert (valid.history, valid.target) == ((11, 12), 13)
+    assert valid.side == CaseSide((10.0, 20.0), (2, 3), (2, 3), 1, 4)
+    # test: history before 14 (the fifth event).
+    empty, one = truncated_cases(sequences, split="test", lengths=[0, 1], streams=streams)
+    assert empty.side == CaseSide((), (), (), 2, 1)
+    assert (one.history, one.side) == ((13,), CaseSide((30.0,), (1,), (4,), 2, 1))
+    # Without streams the cases carry no side.
+    assert truncated_cases(sequences, lengths=[2])[0].side is None
+
+
 # ---- blend.json beside the checkpoint ---------------------------------------------------------
 
 
@@ -266,6 +292,14 @@ def _write_card(directory: Path, data_fingerprint: str) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     card = ModelCard("sasrec", {}, [1, 2], data_fingerprint, "catalog")
     (directory / CARD_FILE).write_text(card.to_json())
+
+
+def test_kappa_json_writes_infinity_as_a_string_and_refuses_other_values() -> None:
+    assert kappa_to_json(2.0) == 2.0 and kappa_to_json(math.inf) == "inf"
+    assert kappa_from_json("inf") == math.inf and kappa_from_json(3) == 3.0
+    for bad in ("2.0", True, None, [1.0]):
+        with pytest.raises(ValueError, match="kappa must be a number"):
+            kappa_from_json(bad)
 
 
 def test_blend_json_round_trip(tmp_path: Path) -> None:

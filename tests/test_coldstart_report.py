@@ -1,4 +1,5 @@
-"""bench/coldstart.py's report: the blend-vs-best gap and its standard error, merging parts."""
+"""bench/coldstart.py: ranks by history length through the model interface, the report's
+blend-vs-best gap and its standard error, merging parts."""
 
 from __future__ import annotations
 
@@ -6,8 +7,99 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
-from bench.coldstart import _blend_vs_best, by_length_table, merge_results
+from bench.coldstart import (
+    GROUPS,
+    LENGTHS,
+    _blend_vs_best,
+    by_length_table,
+    compare_by_length,
+    merge_results,
+    split_users,
+    training_counts,
+)
+from db.repository import ItemRow
+from recengine.blend_tuning import ndcg_hr, truncated_cases
+from recengine.coldstart import ContentIndex
+from recengine.data import ItemVocab
+from recengine.models.sasrec import SASRec, SASRecConfig
+from recengine.models.sequence import case_batch
+
+
+def _rank(scores: np.ndarray, column: int) -> int:
+    """0-based rank among the finite scores, ties against the target."""
+    target = scores[column]
+    return int((scores > target).sum() + (scores == target).sum() - 1)
+
+
+def test_attention_and_content_columns_rank_as_the_model_and_the_index_do() -> None:
+    # Catalog ids 101..124 (model index = id − 100); no user repeats an item; histories
+    # long enough for every length group; a tag shared by three items in a row of the sequences
+    # (item k follows k − 7 mod 24), so content finds some targets too.
+    items = [
+        ItemRow(100 + i, f"item {i}", ("Toys", "Books", "Garden")[i % 3], f"b{i % 2}",
+                (f"t{7 * (i - 1) % 24 // 3}",), None, "")
+        for i in range(1, 25)
+    ]  # fmt: skip
+    sequences = {u: [101 + (u * 5 + j * 7) % 24 for j in range(6 + 2 * u)] for u in range(8)}
+    vocab = ItemVocab.from_ids(i.id for i in items)
+    torch.manual_seed(0)
+    model = SASRec(
+        SASRecConfig(n_items=24, max_len=10, d_model=8, n_heads=1, n_layers=1, dropout=0.0)
+    ).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.5)
+    content = ContentIndex(items, training_counts(sequences))
+    users, _ = split_users(sequences)
+    result = compare_by_length(model, vocab, content, sequences, users, users)
+    assert result["test_users"] == len(users) == 8
+
+    # The reference, case by case: the model's own scores and the index's, seen items removed.
+    ranks: dict[str, list[tuple[int, int]]] = {"attention": [], "content": []}
+    for case in truncated_cases(sequences, split="test", lengths=LENGTHS, users=users):
+        history = list(case.history)
+        with torch.no_grad():
+            batch = case_batch([vocab.encode(history)], None, model.max_len)
+            attention = model.score(batch)[0, 1:].double().numpy()
+        scores = content.scores(content.profile([(i, "view") for i in history]))
+        content_scores = scores[[content.row_of[i] for i in vocab.item_ids]].astype(np.float64)
+        seen = [vocab.index_of(i) - 1 for i in history]
+        attention[seen] = content_scores[seen] = -np.inf
+        target = vocab.index_of(case.target) - 1
+        n = len(history)
+        if n:
+            ranks["attention"].append((n, _rank(attention, target)))
+        ranks["content"].append((n, _rank(content_scores, target)))
+    for name, low, high in GROUPS:
+        group = result["by_group"][name]
+        for side, pairs in ranks.items():
+            inside = np.array([r for n, r in pairs if low <= n <= high])
+            if not len(inside):
+                assert side not in group
+                continue
+            gain, hit = ndcg_hr(inside, 10)
+            assert group[side]["n_cases"] == len(inside)
+            assert group[side]["ndcg@10"] == pytest.approx(round(float(gain.mean()), 4))
+            assert group[side]["hr@10"] == pytest.approx(round(float(hit.mean()), 4))
+
+
+def test_length_groups_without_cases_are_left_out() -> None:
+    # Histories of at most 4 items before the test target: groups 6-10 and 11-20 have no case.
+    items = [
+        ItemRow(100 + i, f"item {i}", "Toys", "b", (f"t{i % 3}",), None, "") for i in range(1, 9)
+    ]
+    sequences = {u: [101 + (u + j * 3) % 8 for j in range(3 + u % 3)] for u in range(6)}
+    vocab = ItemVocab.from_ids(i.id for i in items)
+    torch.manual_seed(1)
+    model = SASRec(SASRecConfig(n_items=8, max_len=10, d_model=8, n_heads=1, n_layers=1)).eval()
+    content = ContentIndex(items, training_counts(sequences))
+    users, _ = split_users(sequences)
+    result = compare_by_length(model, vocab, content, sequences, users, users)
+    assert list(result["by_group"]) == ["0", "1", "2-3", "4-5"]
+    assert result["ndcg_by_n"]["5"] == {}
+    assert len(by_length_table(result).splitlines()) == 2 + 4
 
 
 def test_gap_to_the_better_side_with_a_user_clustered_standard_error() -> None:

@@ -1,7 +1,9 @@
 """DistributedDataParallel training: two real CPU processes (torchrun, gloo) against one.
 
 The two-process run goes through the real entry (``torchrun -m recengine.distributed``) on a
-database holding the tiny test world, and is compared with ``train_sasrec`` in this process.
+database holding the tiny test world, and is compared with the same training in this process
+(``recengine.training.train``): SASRec, and GRU4Rec to show that every model of the one training
+loop trains the same way under DDP.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from recengine import distributed
 from recengine.checkpoint import load_checkpoint
 from recengine.distributed import TORCHRUN_ENV, DDPTeam, main, process_group
 from recengine.service import RecService
-from recengine.train import TrainConfig, train_sasrec
+from recengine.training import TrainConfig, train
+from recengine.zoo import get_model
 from tests.conftest import TEST_WORLD, tiny_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # partial sums, then the all-reduce), so they may differ only by float rounding. With dropout
 # on, each rank draws its own masks and the runs would differ by training noise instead.
 MODEL = {"d_model": 16, "max_len": 20, "n_layers": 1, "n_heads": 2, "dropout": 0.0}
+MODELS = {
+    "sasrec": MODEL,
+    "gru4rec": {"embedding_dim": 16, "hidden_size": 16, "max_len": 20, "dropout": 0.0},
+}
 # One evaluation (at the end): the best epoch cannot flip on a rounding difference.
 TRAIN = {"max_epochs": 6, "batch_size": 64, "eval_every": 6, "patience": 10, "time_budget_s": 1e6}
 
@@ -112,7 +119,10 @@ def seeded_state(tmp_path: Path) -> Path:
     return template
 
 
-def test_two_cpu_processes_match_one(seeded_state: Path) -> None:
+@pytest.mark.parametrize("name", list(MODELS))
+def test_two_cpu_processes_match_one(seeded_state: Path, name: str) -> None:
+    model_config = MODELS[name]
+
     def launch(attempt: int) -> tuple[Path, subprocess.CompletedProcess[str]]:
         # Each attempt starts from its own copy of the seeded state, so what the checks below
         # read (checkpoint, snapshot, recorded runs) comes from one launch only.
@@ -135,8 +145,10 @@ def test_two_cpu_processes_match_one(seeded_state: Path) -> None:
             "--nproc_per_node=2",
             "-m",
             "recengine.distributed",
+            "--model",
+            name,
             "--model-config",
-            json.dumps(MODEL),
+            json.dumps(model_config),
             "--train-config",
             json.dumps(TRAIN),
             "--snapshot",
@@ -162,35 +174,36 @@ def test_two_cpu_processes_match_one(seeded_state: Path) -> None:
     assert run.stdout.count("epoch 6/6") == 1  # progress is printed by rank 0 only
     snapshot = state / "ddp-snapshot.pt"
 
-    # The same training in this process.
+    # The same training in this process: the model's own training defaults (as the torchrun
+    # entry takes them from the zoo), TRAIN's changes, the settings' seed and device.
     service = RecService(tiny_settings(state))
     data = service.training_data()
-    config = TrainConfig(**TRAIN, seed=7, device="cpu")  # type: ignore[arg-type]
-    single = train_sasrec(
-        data.sequences,
-        data.catalog_ids,
-        item_tokens=data.item_tokens,
-        model_config=MODEL,
-        train_config=config,
-    )
+    defaults = get_model(name).default_config()["train"]
+    config = TrainConfig(**{**defaults, **TRAIN, "seed": 7, "device": "cpu"})
+    single = train(name, data, model_config=model_config, train_config=config)
 
     # Rank 0 saved the checkpoint where the app looks, and recorded the run.
-    ddp = load_checkpoint(service.checkpoint_path)
+    ddp = load_checkpoint(service.checkpoint_dir(name))
+    assert ddp.card.model == name and ddp.card.dataset == "synthetic"
+    assert service.model_status(name).ready
     training = ddp.card.training
+    assert training["optimizer"] == config.optimizer  # the model's training defaults
+    assert training["clip_grad_norm"] == config.clip_grad_norm
     assert training["world_size"] == 2 and training["epochs_run"] == 6
     digests = training["rank_weight_digests"]
     assert len(digests) == 2 and digests[0] == digests[1]  # both ranks ended bit-identical
     assert digests[0] == distributed.weights_digest(ddp.model)  # ... and that is what was saved
     runs = service.repo.model_runs(service.dataset.id)
     assert len(runs) == 1 and runs[0].timings["world_size"] == 2
+    assert runs[0].model_kind == name
 
     # Rounding-only differences: weights within 1e-3 (6 epochs measured ~4e-5), validation
     # and test NDCG@10 within 0.01 (one of the 200 cases moving a rank or two).
-    for name, tensor in single.model.state_dict().items():
-        torch.testing.assert_close(ddp.model.state_dict()[name], tensor, rtol=0, atol=1e-3)
+    for key, tensor in single.model.state_dict().items():
+        torch.testing.assert_close(ddp.model.state_dict()[key], tensor, rtol=0, atol=1e-3)
     for split in ("valid", "test"):
-        ddp_ndcg = ddp.card.metrics["sasrec"][split]["ndcg@10"]
-        assert ddp_ndcg == pytest.approx(single.card.metrics["sasrec"][split]["ndcg@10"], abs=0.01)
+        ddp_ndcg = ddp.card.metrics[name][split]["ndcg@10"]
+        assert ddp_ndcg == pytest.approx(single.card.metrics[name][split]["ndcg@10"], abs=0.01)
     assert training["best_epoch"] == single.card.training["best_epoch"]
 
     # Rank 0 wrote the snapshot, with both ranks' RNG states; one process may not resume it.
@@ -199,11 +212,10 @@ def test_two_cpu_processes_match_one(seeded_state: Path) -> None:
     assert len(saved["rng_states"]) == 2
     assert not torch.equal(saved["rng_states"][0]["cpu"], saved["rng_states"][1]["cpu"])
     with pytest.raises(ValueError, match="comes from 2 process"):
-        train_sasrec(
-            data.sequences,
-            data.catalog_ids,
-            item_tokens=data.item_tokens,
-            model_config=MODEL,
+        train(
+            name,
+            data,
+            model_config=model_config,
             train_config=config,
             snapshot_path=snapshot,
             resume=True,

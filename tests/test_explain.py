@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import math
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
+from recengine.data import CaseSide, training_windows
 from recengine.explain import (
     MIN_RANK_SHIFT,
     TimeSplit,
@@ -21,9 +23,11 @@ from recengine.explain import (
     reason_text,
     uniform_attention,
 )
-from recengine.models.base import Interactions
-from recengine.models.din import DIN, DINConfig, DINTrainConfig
+from recengine.models.context_sasrec import ContextSASRec, ContextSASRecConfig
+from recengine.models.din import DIN, DINConfig
+from recengine.models.gru4rec import GRU4Rec, GRU4RecConfig
 from recengine.models.sasrec import SASRec, SASRecConfig
+from recengine.models.sequence import SeqBatch, SequenceModel, case_batch
 from recengine.models.tisasrec import TiSASRec, TiSASRecConfig
 
 N_ITEMS = 40
@@ -66,6 +70,68 @@ def tisasrec(seed: int = 0) -> TiSASRec:
             p.normal_(0.0, 0.5)
         model.item_emb.weight[0].zero_()
     return model
+
+
+def gru4rec(seed: int = 0) -> GRU4Rec:
+    torch.manual_seed(seed)
+    config = GRU4RecConfig(
+        n_items=N_ITEMS, embedding_dim=16, hidden_size=16, max_len=10, dropout=0.0
+    )
+    model = GRU4Rec(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.5)
+        model.item_emb.weight[0].zero_()
+    return model
+
+
+def context_sasrec(seed: int = 0) -> ContextSASRec:
+    torch.manual_seed(seed)
+    config = ContextSASRecConfig(
+        n_items=N_ITEMS, max_len=10, d_model=16, n_heads=2, n_layers=2, dropout=0.0
+    )
+    model = ContextSASRec(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.5)
+        for table in (model.item_emb, model.device_emb, model.time_emb):
+            table.weight[0].zero_()
+    return model
+
+
+DIN_SEQUENCES = [[1 + (i * 7 + j * 3) % 30 for j in range(6 + i % 5)] for i in range(12)]
+
+
+def din(seed: int = 0, normalisation: str = "softmax", steps: int = 20) -> DIN:
+    """A small DIN trained a few steps with its own loss (so its attention is not flat)."""
+    torch.manual_seed(seed)
+    config = DINConfig(
+        n_items=30, max_len=10, n_negatives=5, d_model=8, attention_hidden=(8, 4),
+        mlp_hidden=(8,), dropout=0.0, normalisation=normalisation,  # type: ignore[arg-type]
+    )  # fmt: skip
+    model = DIN(config)
+    inputs, targets = training_windows(DIN_SEQUENCES, config.max_len)
+    batch = SeqBatch(inputs, targets)
+    model.init_from_data(batch)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        model.loss(batch).backward()
+        optimizer.step()
+    return model.eval()
+
+
+def model_scores(
+    model: SequenceModel, history: list[int], side: CaseSide | None = None
+) -> torch.Tensor:
+    """The reference through the model interface: its own score of one history (and side)."""
+    with torch.no_grad():
+        return model.score(case_batch([history], [side], model.max_len, model.reads))[0]
+
+
+def times_side(times: list[float]) -> CaseSide:
+    return CaseSide(timestamps=tuple(times))
 
 
 def last_scores(
@@ -150,8 +216,8 @@ def test_occlusion_in_chunks_equals_one_removal_at_a_time(
 ) -> None:
     # 10 items give 45 (i, j) tokens: chunks of 7 leave a short last chunk and split rows;
     # queries j in chunks of 3 leave a last chunk of one query.
-    monkeypatch.setattr("recengine.explain._TOKEN_CHUNK", 7)
-    monkeypatch.setattr("recengine.explain._QUERY_CHUNK", 3)
+    monkeypatch.setattr("recengine.explain.one_pass._TOKEN_CHUNK", 7)
+    monkeypatch.setattr("recengine.explain.one_pass._QUERY_CHUNK", 3)
     model = sasrec(seed=5, n_layers=2, n_heads=2)
     rng = random.Random(5)
     history = [rng.randint(1, N_ITEMS) for _ in range(10)]
@@ -165,7 +231,7 @@ def test_batched_occlusion_with_times_equals_loop_for_tisasrec() -> None:
     model = tisasrec()
     history = [5, 9, 2, 17, 33, 8, 1, 12]
     times = [0.0, 30.0, 600.0, 4000.0, 4060.0, 90000.0, 90100.0, 200000.0]
-    batched = occlusion_scores(model, history, times)
+    batched = occlusion_scores(model, history, times_side(times))
     for i in range(len(history)):
         kept, kept_times = history[:i] + history[i + 1 :], times[:i] + times[i + 1 :]
         torch.testing.assert_close(
@@ -201,9 +267,10 @@ def test_removing_an_item_the_model_ignores_changes_nothing() -> None:
     with torch.no_grad():
         model.distance_bias.zero_()
         model.distance_bias[:, 0] = 40.0  # every query attends to itself
+        model.time_bias.zero_()
         model.pos_emb.weight.zero_()
     history = [5, 9, 2, 17, 33, 8]
-    e = explain_pick(model, history, 11)
+    e = explain_pick(model, history, 11, side=times_side([0, 60, 600, 4000, 9000, 90000]))
     assert e.occlusion is not None and e.attention is not None
     np.testing.assert_allclose(e.occlusion[:-1], 0.0, atol=1e-5)
     assert abs(e.occlusion[-1]) > 1e-3
@@ -336,9 +403,11 @@ def test_time_split_parts_and_what_dominates() -> None:
     model = tisasrec(seed=4)
     history = [5, 9, 2, 17]
     times = [0.0, 100.0, 5000.0, 5060.0]
-    e = explain_pick(model, history, 3, times=times)
+    e = explain_pick(model, history, 3, side=times_side(times))
     assert e.split is not None
-    parts = model.attention_split(torch.tensor([history]), torch.tensor([times]))[-1]
+    parts = model.attention_split(
+        SeqBatch(torch.tensor([history]), timestamps=torch.tensor([times]))
+    )[-1]
     logits = parts.content + parts.position + parts.time  # (1, H, T, T)
     # The parts, summed and softmaxed per head, give the model's own attention.
     torch.testing.assert_close(torch.softmax(logits[0, :, -1], -1), parts.weights[0, :, -1])
@@ -349,27 +418,171 @@ def test_time_split_parts_and_what_dominates() -> None:
 
 
 def test_din_weights_and_occlusion() -> None:
-    seqs = [[1 + (i * 7 + j * 3) % 30 for j in range(6 + i % 5)] for i in range(12)]
-    small = {"d_model": 8, "attention_hidden": (8, 4), "mlp_hidden": (8,), "dropout": 0.0}
-    din = DIN(DINConfig(n_items=30, max_len=10, n_negatives=5, **small), DINTrainConfig(epochs=1))  # type: ignore[arg-type]
-    din.fit(Interactions(seqs, 30))
+    model = din()
     history, item = [3, 7, 11, 19, 25], 4
-    e = explain_pick(din, history, item)
-    assert e.attention is not None and e.occlusion is not None
-    np.testing.assert_allclose(e.attention, din.explain(history, item)["weights"], atol=1e-6)
-    full = float(din.score([history])[0, item])
+    e = explain_pick(model, history, item)
+    assert e.attention is not None and e.occlusion is not None and e.rank_without is not None
+    assert e.attention_pick_specific and e.rollout is None and e.grad_input is None
+    # The pick's own weights, as the model computes them (softmax: they sum to 1).
+    with torch.no_grad():
+        scores, weights = model(torch.tensor([history]), torch.tensor([[item]]))
+    np.testing.assert_allclose(e.attention, weights[0, 0].numpy(), atol=1e-6)
+    assert e.attention.sum() == pytest.approx(1.0, abs=1e-6)
+    full_scores = model_scores(model, history)
+    full = float(full_scores[item])
     assert e.score == pytest.approx(full, abs=1e-5)
-    for i in range(len(history)):
-        without = float(din.score([history[:i] + history[i + 1 :]])[0, item])
-        assert e.occlusion[i] == pytest.approx(full - without, abs=1e-4)
-    # The rank with the whole history is exact: unseen items scoring at least as high, plus one.
-    all_scores = din.score([history])[0]
+    assert float(scores[0, 0]) == pytest.approx(full, abs=1e-5)
     unseen = [j for j in range(1, 31) if j not in history and j != item]
-    assert e.rank == 1 + sum(bool(all_scores[j] >= all_scores[item]) for j in unseen)
+    for i in range(len(history)):
+        without = float(model_scores(model, history[:i] + history[i + 1 :])[item])
+        assert e.occlusion[i] == pytest.approx(full - without, abs=1e-4)
+        # Only the pick is scored per removal: the other items keep their full-history scores.
+        assert e.rank_without[i] == 1 + sum(bool(full_scores[j] >= without) for j in unseen)
+    # The rank with the whole history is exact: unseen items scoring at least as high, plus one.
+    assert e.rank == 1 + sum(bool(full_scores[j] >= full_scores[item]) for j in unseen)
     with pytest.raises(ValueError, match="log_prob"):
-        explain_pick(din, history, item, score="log_prob")
+        explain_pick(model, history, item, score="log_prob")
     with pytest.raises(ValueError, match="offers"):
-        explain_pick(din, history, item, methods=["rollout"])
+        explain_pick(model, history, item, methods=["rollout"])
+
+
+@pytest.mark.parametrize(
+    "seed",
+    [
+        3,  # every activation negative
+        1,  # every activation positive: still shares that sum to 1, as the ranker shows them
+    ],
+)
+def test_din_without_softmax_shows_each_positions_share_of_the_signed_weights(seed: int) -> None:
+    model = din(seed=seed, normalisation="none")
+    history, item = [2, 9, 14, 21], 6
+    e = explain_pick(model, history, item)
+    with torch.no_grad():
+        weights = model.candidate_attention(
+            case_batch([history], None, model.max_len), torch.tensor([item])
+        )[0, 0].double()
+    assert e.attention is not None
+    np.testing.assert_allclose(e.attention, (weights.abs() / weights.abs().sum()).numpy())
+
+
+def test_target_attention_differs_per_pick_and_self_attention_does_not() -> None:
+    model = din(seed=2)
+    history, picks, k = [3, 7, 11, 19, 25, 28], [4, 12, 29], 2
+    top = explain_top(model, history, picks, k=k)
+    with torch.no_grad():
+        weights = model.candidate_attention(
+            case_batch([history], None, model.max_len), torch.tensor(picks)
+        )[0]
+    full = model_scores(model, history)
+    for e, w, item in zip(top, weights, picks, strict=True):
+        assert e.attention_pick_specific and e.attention is not None
+        np.testing.assert_allclose(e.attention, w.numpy(), atol=1e-6)
+        # Each pick's comprehensiveness removes its own top-k items by its own weights.
+        chosen = sorted(np.argsort(-e.attention, kind="stable")[:k].tolist())
+        without = [h for i, h in enumerate(history) if i not in chosen]
+        expected = float(full[item] - model_scores(model, without)[item])
+        assert e.faithfulness["attention"].comprehensiveness == pytest.approx(expected, abs=1e-4)
+    assert top[0].attention is not None and top[1].attention is not None
+    assert np.abs(top[0].attention - top[1].attention).max() > 1e-3
+
+    sas = sasrec(seed=5)
+    history = [3, 14, 15, 9, 26]
+    shared = explain_top(sas, history, [2, 7, 18])
+    with torch.no_grad():
+        last = sas(torch.tensor([history])).attentions[-1][0, :, -1].mean(0)
+    for e in shared:
+        assert not e.attention_pick_specific and e.attention is not None
+        np.testing.assert_array_equal(e.attention, shared[0].attention)
+        np.testing.assert_allclose(e.attention, last.numpy(), atol=1e-6)
+
+
+# ---- models without attention, and models that read context ------------------------------------
+
+
+def test_gru4rec_is_explained_by_occlusion_alone() -> None:
+    model = gru4rec(seed=9)
+    history, item = [12, 5, 33, 8, 21, 2, 17], 30
+    titles, kinds = [f"item {h}" for h in history], ["view", "cart", *["view"] * 5]
+    e = explain_pick(model, history, item, titles=titles, kinds=kinds)
+    assert e.attention is None and e.rollout is None and e.grad_input is None
+    assert e.attention_layers is None and e.split is None and not e.attention_pick_specific
+    assert e.occlusion is not None and e.rank_without is not None
+    assert set(e.faithfulness) == {"occlusion"}
+    assert e.faithfulness["occlusion"].kendall_tau == 1.0
+    full = model_scores(model, history)
+    assert e.score == pytest.approx(float(full[item]), abs=1e-5)
+    unseen = [j for j in range(1, N_ITEMS + 1) if j not in history and j != item]
+    assert e.rank == 1 + sum(bool(full[j] >= full[item]) for j in unseen)
+    for i in range(len(history)):
+        without = model_scores(model, history[:i] + history[i + 1 :])
+        assert e.occlusion[i] == pytest.approx(float(full[item] - without[item]), abs=1e-4)
+        assert e.rank_without[i] == 1 + sum(bool(without[j] >= without[item]) for j in unseen)
+    # No attention: the reason is read from occlusion alone.
+    assert e.reason is not None and e.reason.signal in ("occlusion", "none")
+    assert e.reason == reason_text(
+        titles, kinds, e.occlusion, e.rank_without, rank=e.rank, list_size=10
+    )
+    # Occlusion of every item, the removal of a one-item history included (an empty history).
+    batched = occlusion_scores(model, [7])
+    torch.testing.assert_close(batched[1], model_scores(model, []))
+    # A list: no attention-like signal, so nothing's faithfulness is measured by default.
+    assert all(not x.faithfulness for x in explain_top(model, history, [item, 3]))
+    with pytest.raises(ValueError, match="offers"):
+        explain_pick(model, history, item, methods=["attention"])
+    with pytest.raises(ValueError, match="faithfulness is measured for occlusion"):
+        explain_top(model, history, [item], faithfulness_of=["attention"])
+    with pytest.raises(ValueError, match="reads the items only"):
+        explain_pick(model, history, item, side=times_side([0.0] * len(history)))
+
+
+CONTEXT_HISTORY = [5, 9, 2, 17, 33, 8, 1]
+CONTEXT_SIDE = CaseSide(
+    devices=(1, 2, 2, 3, 1, 1, 2),
+    times_of_day=(1, 1, 2, 4, 3, 3, 2),
+    next_device=2,
+    next_time_of_day=3,
+)
+
+
+def test_context_sasrec_occlusion_rescores_each_history_with_its_context() -> None:
+    model = context_sasrec(seed=8)
+    history, side, item = CONTEXT_HISTORY, CONTEXT_SIDE, 11
+    e = explain_pick(model, history, item, side=side)
+    full = model_scores(model, history, side)
+    assert e.score == pytest.approx(float(full[item]), abs=1e-5)
+    assert e.occlusion is not None and e.rank_without is not None
+    batched = occlusion_scores(model, history, side)
+    torch.testing.assert_close(batched[0], full, rtol=1e-4, atol=1e-4)
+    unseen = [j for j in range(1, N_ITEMS + 1) if j not in history and j != item]
+    for i in range(len(history)):
+        # The removed event's device and time of day go with it; the next step's stay.
+        without = model_scores(model, history[:i] + history[i + 1 :], side.without(i))
+        torch.testing.assert_close(batched[i + 1], without, rtol=1e-4, atol=1e-4)
+        assert e.occlusion[i] == pytest.approx(float(full[item] - without[item]), abs=1e-4)
+        assert e.rank_without[i] == 1 + sum(bool(without[j] >= without[item]) for j in unseen)
+    # Self-attention over the history read in its context: rows sum to 1, one row for all picks.
+    assert e.attention is not None and e.rollout is not None and not e.attention_pick_specific
+    assert e.attention.sum() == pytest.approx(1.0, abs=1e-5)
+    assert e.rollout.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_context_sasrec_explanation_changes_with_the_context() -> None:
+    model = context_sasrec(seed=8)
+    history, item = CONTEXT_HISTORY, 11
+    e = explain_pick(model, history, item, side=CONTEXT_SIDE)
+    other_next = explain_pick(
+        model, history, item, side=replace(CONTEXT_SIDE, next_device=3, next_time_of_day=1)
+    )
+    other_events = explain_pick(
+        model, history, item, side=replace(CONTEXT_SIDE, devices=(3,) * len(history))
+    )
+    assert other_next.score != pytest.approx(e.score, abs=1e-3)
+    assert e.occlusion is not None and other_events.occlusion is not None
+    assert np.abs(other_events.occlusion - e.occlusion).max() > 1e-3
+    with pytest.raises(ValueError, match=r"reads \['context'\]: give the history's side"):
+        explain_pick(model, history, item)
+    with pytest.raises(ValueError, match="side stream 'devices' must have one value"):
+        explain_pick(model, history, item, side=replace(CONTEXT_SIDE, devices=(1, 2)))
 
 
 # ---- inputs --------------------------------------------------------------------------------
@@ -387,8 +600,12 @@ def test_bad_inputs_are_refused_clearly() -> None:
         explain_pick(model, [1, 2], 41)
     with pytest.raises(ValueError, match="items is empty"):
         explain_top(model, [1, 2], [])
-    with pytest.raises(ValueError, match="TiSASRec only"):
-        explain_pick(model, [1, 2], 3, times=[0.0, 1.0])
+    with pytest.raises(ValueError, match="SASRec reads the items only"):
+        explain_pick(model, [1, 2], 3, side=times_side([0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"reads \['times'\]: give the history's side"):
+        explain_pick(tisasrec(), [1, 2], 3)
+    with pytest.raises(ValueError, match="side stream 'timestamps' must have one value"):
+        explain_pick(tisasrec(), [1, 2], 3, side=times_side([0.0]))
     with pytest.raises(ValueError, match="titles must have one entry per history item"):
         explain_pick(model, [1, 2], 3, titles=["a"], kinds=["view", "view"])
     with pytest.raises(ValueError, match="unknown event kinds"):
@@ -499,3 +716,11 @@ def test_reason_inputs_are_checked() -> None:
         reason_text(TITLES, ["view"] * 3, [0.1, 0.2], [1, 2, 3], rank=1)
     with pytest.raises(ValueError, match="unknown event kinds"):
         reason_text(TITLES, ["view", "like", "view"], [0.1, 0.2, 0.3], [1, 2, 3], rank=1)
+
+
+def test_side_streams_must_line_up_with_the_history() -> None:
+    model = tisasrec()
+    with pytest.raises(ValueError, match="one value per history item"):
+        explain_pick(model, [1, 2], 3, side=CaseSide(timestamps=(0.0, 5000.0, 5001.0)))
+    with pytest.raises(ValueError, match="one value per history item"):
+        explain_pick(model, [1, 2, 4], 3, side=CaseSide(timestamps=(0.0, 5000.0)))

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import pytest
 import torch
 
-from recengine.data import ItemVocab, leave_one_out, left_pad, pad_batch, training_windows
-from recengine.evaluate import metrics_from_ranks, popularity_scorer, target_ranks
+from recengine.data import (
+    ItemVocab,
+    NextItemCase,
+    leave_one_out,
+    left_pad,
+    pad_batch,
+    training_windows,
+)
+from recengine.evaluate import (
+    history_scorer,
+    metrics_from_ranks,
+    popularity_scorer,
+    target_ranks,
+)
 
 
 def test_target_ranks_remove_seen_items_and_padding() -> None:
@@ -42,7 +55,21 @@ def test_metrics_by_hand() -> None:
 
 def test_popularity_scorer_counts_training_items() -> None:
     score = popularity_scorer([[1, 2, 2], [2, 3]], n_items=4)
-    assert score([[1]]).tolist() == [[0.0, 1.0, 3.0, 1.0, 0.0]]
+    cases = [NextItemCase(1, (1,), 4), NextItemCase(2, (), 1)]
+    # The same counts for every case, whatever its history.
+    assert score(cases).tolist() == [[0.0, 1.0, 3.0, 1.0, 0.0]] * 2
+
+
+def test_history_scorer_hands_the_old_style_function_each_cases_history() -> None:
+    seen: list[list[list[int]]] = []
+
+    def score(histories: list[list[int]]) -> torch.Tensor:
+        seen.append(histories)
+        return torch.arange(3.0).expand(len(histories), -1)
+
+    cases = [NextItemCase(1, (1, 2), 3), NextItemCase(2, (), 1)]
+    assert history_scorer(score)(cases).tolist() == [[0.0, 1.0, 2.0]] * 2
+    assert seen == [[[1, 2], []]]
 
 
 def test_leave_one_out_split() -> None:
@@ -107,12 +134,11 @@ def test_head_items_hold_the_first_share_of_interactions() -> None:
 
 
 def test_evaluation_report_by_hand() -> None:
-    from recengine.data import NextItemCase
     from recengine.evaluate import evaluate_report
 
     # 4 items; a fixed scorer prefers 4 > 3 > 2 > 1 for everyone.
-    def scorer(histories: list[list[int]]) -> torch.Tensor:
-        return torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0]] * len(histories))
+    def scorer(cases: Sequence[NextItemCase]) -> torch.Tensor:
+        return torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0]] * len(cases))
 
     train = [[1, 1, 1, 1, 2], [1, 3]]  # item 1 is the head (5 of 7 interactions)
     cases = [

@@ -19,7 +19,7 @@ from bench.ml1m import (
     run,
 )
 from bench.ml1m_records import FULL, RATING, SAMPLED, latest, load_records, markdown, save_records
-from recengine.train import TrainConfig
+from recengine.training import TrainConfig
 
 DATA = default_data_dir()
 # CI sets RECDEMO_REQUIRE_DATA=1: there a missing data folder fails the tests instead of

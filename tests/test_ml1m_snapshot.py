@@ -28,8 +28,8 @@ from bench.ml1m_records import FULL, SAMPLED
 from recengine.checkpoint import load_checkpoint
 from recengine.evaluate import evaluate_report
 from recengine.models.sasrec import SASRec
-from recengine.snapshot import TRAJECTORY_FIELDS
-from recengine.train import TrainConfig, TrainResult, model_scorer, train_sasrec
+from recengine.training import TrainConfig, TrainResult, model_scorer, train_sasrec
+from recengine.training.snapshot import TRAJECTORY_FIELDS
 
 N_ITEMS = 30
 MODEL = {**ML1M_MODEL, "max_len": 20, "d_model": 16}
@@ -209,10 +209,10 @@ def test_cli_appends_the_records_and_saves_a_loadable_checkpoint(
     assert ranking_numbers(published[0]) == pytest.approx(ranking_numbers(expected), abs=5e-4)
 
     loaded = load_checkpoint(tmp_path / "model")
-    histories = [list(c.history) for c in trained.data.test[:8]]
+    cases = trained.data.test[:8]
     assert torch.equal(
-        model_scorer(loaded.model, CPU)(histories),
-        model_scorer(trained.result.model, CPU)(histories),
+        model_scorer(loaded.model, CPU)(cases),
+        model_scorer(trained.result.model, CPU)(cases),
     )
     card, trained_card = loaded.card, trained.result.card
     assert card.item_ids == trained_card.item_ids and card.model_config == trained_card.model_config

@@ -12,15 +12,15 @@ from db.repository import ItemRow
 from recengine.blend import BlendConfig, blend
 from recengine.checkpoint import LoadedModel, load_checkpoint
 from recengine.coldstart import ContentIndex
-from recengine.data import pad_batch
 from recengine.features import item_tokens
+from recengine.models.sequence import case_batch
 from recengine.new_items import (
+    CatalogColumns,
     NewItemVectors,
     attention_over_catalog,
     content_neighbours,
     neighbour_vector,
     new_item_vectors,
-    score_last_with_new,
     token_vector,
 )
 from recengine.service import RecService
@@ -45,9 +45,13 @@ def _ranks_of_new_item(
     loaded: LoadedModel, content: ContentIndex, vectors: NewItemVectors, history: list[int]
 ) -> tuple[int, int]:
     """0-based rank of the (single) new item by attention alone and by the default blend."""
-    seq = pad_batch([loaded.vocab.encode(history)], loaded.model.config.max_len)
-    known, new, _ = score_last_with_new(loaded.model, seq, vectors)
-    attention = attention_over_catalog(content.item_ids, loaded.vocab, known, vectors, new)[0]
+    model = loaded.model
+    batch = case_batch([loaded.vocab.encode(history)], None, model.max_len, model.reads)
+    with torch.no_grad():
+        out = model.score_pass(batch)
+        assert out.query is not None
+        new = vectors.scores(out.query)
+    attention = attention_over_catalog(content.item_ids, loaded.vocab, out.scores, vectors, new)[0]
     content_scores = content.scores(content.profile([(i, "view") for i in history]))
     seen = [content.row_of[i] for i in history]
     attention[seen] = content_scores[seen] = -np.inf
@@ -148,12 +152,29 @@ def test_new_item_scores_are_hidden_dot_vector(loaded: LoadedModel) -> None:
     # Give a "new" item exactly the vector of known item 5: it must score exactly like item 5.
     with torch.no_grad():
         vectors = NewItemVectors((10**9,), loaded.model.item_table()[5:6].clone(), ("tokens",))
-    seqs = pad_batch([[1, 2, 3], [4]], loaded.model.config.max_len)
-    known, new, attention = score_last_with_new(loaded.model, seqs, vectors)
-    reference, reference_attention = loaded.model.score_last(seqs)
-    torch.testing.assert_close(known, reference)
-    torch.testing.assert_close(attention, reference_attention)
-    torch.testing.assert_close(new[:, 0], known[:, 5])
+    model = loaded.model
+    batch = case_batch([[1, 2, 3], [4]], None, model.max_len, model.reads)
+    with torch.no_grad():
+        out = model.score_pass(batch)
+        assert out.query is not None and out.attentions is not None
+        new = vectors.scores(out.query)
+        reference, reference_attention = model.score_last(batch.items)
+    torch.testing.assert_close(out.scores, reference)
+    torch.testing.assert_close(out.attentions[-1][:, :, -1, :].mean(1), reference_attention)
+    torch.testing.assert_close(new[:, 0], out.scores[:, 5])
+    # In catalog order: the new item's column holds its own score, the known ones theirs, and
+    # an item without a vector (neutral) gets the mean of the known scores.
+    catalog = [loaded.vocab.decode(5), 10**9, loaded.vocab.decode(2), 10**9 + 1]
+    columns = CatalogColumns.build(catalog, loaded.vocab, vectors, extra=[10**9 + 1])
+    rows = columns.scores(out.scores, new)
+    np.testing.assert_allclose(rows[:, 0], out.scores[:, 5].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(rows[:, 1], new[:, 0].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(rows[:, 2], out.scores[:, 2].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(rows[:, 3], (rows[:, 0] + rows[:, 2]) / 2, rtol=1e-6)
+    # Without new items the new scores may be None (a model without item vectors).
+    empty = NewItemVectors((), torch.zeros(0, model.config.d_model), ())
+    only_known = CatalogColumns.build(catalog[::2], loaded.vocab, empty)
+    np.testing.assert_allclose(only_known.scores(out.scores, None), rows[:, ::2], rtol=1e-6)
 
 
 def test_items_the_model_knows_are_not_new_and_every_catalog_item_needs_a_vector(

@@ -10,8 +10,16 @@ import pytest
 import torch
 
 from db.synthetic import generate_world
-from recengine.snapshot import TRAJECTORY_FIELDS
-from recengine.train import TrainConfig, TrainProgress, TrainResult, train_sasrec
+from recengine.training import (
+    TrainConfig,
+    TrainProgress,
+    TrainResult,
+    sequences_data,
+    train_sasrec,
+)
+from recengine.training import train as train_model
+from recengine.training.loop import _RunState, _stop_or_decay
+from recengine.training.snapshot import TRAJECTORY_FIELDS
 from tests.conftest import TEST_WORLD
 
 # Small enough that one run takes about a second on one core; dropout on, so the test also
@@ -113,7 +121,8 @@ def test_snapshot_of_another_run_is_refused(
     with pytest.raises(ValueError, match=r"another model config \(d_model: snapshot 16, now 32"):
         train(data, model_config={**MODEL, "d_model": 32}, snapshot_path=snapshot, resume=True)
     for name in TRAJECTORY_FIELDS:
-        changed = {"mixed_precision": False, "length_buckets": False}.get(name)
+        flipped = {"mixed_precision": False, "length_buckets": False, "optimizer": "adam"}
+        changed = flipped.get(name)
         if changed is None:
             changed = getattr(TRAIN, name) * 2
         with pytest.raises(ValueError, match=f"other training settings \\({name}: snapshot"):
@@ -171,8 +180,6 @@ def test_a_snapshot_from_before_a_new_model_config_field_still_resumes(
 
 
 def test_plateau_restores_the_best_weights_and_lowers_the_lr() -> None:
-    from recengine.train import _RunState, _stop_or_decay
-
     model = torch.nn.Linear(2, 1)
     best = {name: torch.full_like(t, 7.0) for name, t in model.state_dict().items()}
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -212,3 +219,36 @@ def test_a_run_interrupted_across_lr_decays_resumes_bit_for_bit(
     assert trajectory(resumed.history) == trajectory(straight.history)
     assert_same_weights(resumed.model, straight.model)
     assert resumed.card.training["lr_decays_done"] == decays
+
+
+# GRU4Rec's own training defaults (Adam, no gradient clipping), small; dropout on.
+GRU4REC = {"embedding_dim": 16, "hidden_size": 16, "max_len": 20, "dropout": 0.3}
+GRU4REC_TRAIN = replace(TRAIN, optimizer="adam", clip_grad_norm=0.0, weight_decay=0.0)
+
+
+def test_every_sequence_model_resumes_through_the_one_loop(
+    data: tuple[dict[int, list[int]], list[int]], tmp_path: Path
+) -> None:
+    """Not only SASRec: a GRU4Rec run interrupted and resumed ends as the straight run did, and
+    a snapshot of one model is refused by another."""
+    sequences, items = data
+    training_data = sequences_data(sequences, items)
+
+    def gru4rec(**kwargs: object) -> TrainResult:
+        kwargs.setdefault("train_config", GRU4REC_TRAIN)
+        return train_model("gru4rec", training_data, model_config=GRU4REC, **kwargs)  # type: ignore[arg-type]
+
+    straight = gru4rec(snapshot_path=tmp_path / "straight.pt")
+    snapshot = tmp_path / "interrupted.pt"
+    gru4rec(train_config=replace(GRU4REC_TRAIN, max_epochs=4), snapshot_path=snapshot)
+    torch.manual_seed(12345)
+    resumed = gru4rec(snapshot_path=snapshot, resume=True)
+    assert resumed.card.model == "gru4rec"
+    assert resumed.card.training["resumed_from_epoch"] == 4
+    assert trajectory(resumed.history) == trajectory(straight.history)
+    assert_same_weights(resumed.model, straight.model)
+    assert resumed.card.metrics == straight.card.metrics
+    assert set(resumed.card.metrics) == {"gru4rec", "popularity"}
+
+    with pytest.raises(ValueError, match="another model config"):
+        train(data, train_config=GRU4REC_TRAIN, snapshot_path=snapshot, resume=True)

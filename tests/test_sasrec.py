@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from recengine.models.sasrec import SASRec, SASRecConfig
+from recengine.models.sequence import SeqBatch
 
 N_ITEMS = 30
 
@@ -105,9 +106,9 @@ def test_loss_ignores_padding_targets_and_learns() -> None:
     seqs = torch.tensor([[0, 0, 1, 2, 3, 4, 5, 6, 7, 8]] * 4)
     targets = torch.tensor([[0, 0, 2, 3, 4, 5, 6, 7, 8, 9]] * 4)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    first = model.loss(seqs, targets).item()
+    first = model.loss(SeqBatch(seqs, targets)).item()
     for _ in range(60):
-        loss = model.loss(seqs, targets)
+        loss = model.loss(SeqBatch(seqs, targets))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -202,12 +203,12 @@ def test_training_with_sampled_negatives_learns_a_repeating_pattern() -> None:
     seqs = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8]] * 8)
     inputs, targets = seqs[:, :-1], seqs[:, 1:]
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
-    first = model.loss(inputs, targets).item()
+    first = model.loss(SeqBatch(inputs, targets)).item()
     for _ in range(60):
         optimizer.zero_grad()
-        model.loss(inputs, targets).backward()
+        model.loss(SeqBatch(inputs, targets)).backward()
         optimizer.step()
     model.eval()
     scores, _ = model.score_last(torch.tensor([[1, 2, 3, 4]]))
-    assert model.loss(inputs, targets).item() < first / 3
+    assert model.loss(SeqBatch(inputs, targets)).item() < first / 3
     assert int(scores[0].argmax()) == 5

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from recengine.data import CaseSide
 from recengine.models.sasrec import SASRec
+from recengine.models.sequence import SeqBatch, case_batch
 from recengine.models.tisasrec import TiSASRec, TiSASRecConfig
 
 
@@ -55,7 +57,7 @@ def test_distances_and_time_buckets_by_hand() -> None:
 
 def test_logit_split_is_exact_and_weights_are_its_softmax() -> None:
     model = make()
-    for part in model.attention_split(SEQ, TIMES):
+    for part in model.attention_split(SeqBatch(SEQ, timestamps=TIMES)):
         logits = part.content + part.position + part.time  # (1, nh, T, T)
         for t in range(2, 8):
             allowed = list(range(2, t + 1))
@@ -89,7 +91,35 @@ def test_position_and_time_biases_are_learnable_through_the_loss() -> None:
     model = make(dropout=0.0)
     model.train()
     targets = torch.tensor([[0, 0, 4, 5, 6, 7, 8, 9]])
-    loss = model.loss(SEQ, targets, TIMES)
+    loss = model.loss(SeqBatch(SEQ, targets, timestamps=TIMES))
     loss.backward()
     assert model.distance_bias.grad is not None and model.distance_bias.grad.abs().sum() > 0
     assert model.time_bias.grad is not None and model.time_bias.grad.abs().sum() > 0
+
+
+def test_a_batch_reads_its_timestamps_and_scores_the_last_position() -> None:
+    model = make()
+    batch = SeqBatch(SEQ, timestamps=TIMES)
+    expected = model(SEQ, TIMES)
+    torch.testing.assert_close(model.encode(batch).hidden, expected.hidden)
+    last = model.item_logits(expected.hidden[:, -1, :])
+    torch.testing.assert_close(model.score(batch), last)
+    torch.testing.assert_close((model.query(batch) @ model.item_vectors().T)[:, 1:], last[:, 1:])
+    maps = model.attention_maps(batch)
+    for got, want in zip(maps, expected.attentions, strict=True):
+        torch.testing.assert_close(got, want)
+    # Without timestamps only the position bias applies.
+    torch.testing.assert_close(model.score(SeqBatch(SEQ)), model.score_last(SEQ)[0])
+
+
+def test_scoring_cases_uses_only_the_gaps_between_their_times() -> None:
+    model = make()
+    history = [3, 4, 5, 6, 7, 8]
+    times = TIMES[0, 2:].tolist()
+    scores = model.score(case_batch([history], [CaseSide(timestamps=tuple(times))], 8, model.reads))
+    shifted = tuple(t + 1.7e9 for t in times)  # epoch seconds: the same gaps
+    moved = model.score(case_batch([history], [CaseSide(timestamps=shifted)], 8, model.reads))
+    torch.testing.assert_close(moved, scores)
+    torch.testing.assert_close(
+        scores, model.item_logits(model(SEQ[:, 2:], TIMES[:, 2:]).hidden[:, -1])
+    )

@@ -1,5 +1,5 @@
 """Training's precision rules and its refusals: float32 on the CPU, bf16 autocast on CUDA only,
-clear errors for data it cannot train on and for a loss that stops being finite."""
+clear errors for settings and data it cannot train on and for a loss that stops being finite."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import torch
 
 from recengine.device import training_autocast
 from recengine.models.sasrec import SASRec, SASRecConfig
-from recengine.train import TrainConfig, train_sasrec
+from recengine.models.sequence import SeqBatch
+from recengine.training import TrainConfig, sequences_data, train, train_sasrec
 
 SMALL = {"d_model": 16, "max_len": 8, "n_layers": 1, "n_heads": 2, "dropout": 0.0}
 # 12 users whose histories walk the catalog in steps of 1: learnable, and big enough for
@@ -70,9 +71,9 @@ def test_model_loss_is_safe_under_bf16_autocast() -> None:
     model = SASRec(SASRecConfig(n_items=20, **SMALL))  # type: ignore[arg-type]
     seqs = torch.tensor([[0, 0, 1, 2, 3, 4, 5, 6], [3, 4, 5, 6, 7, 8, 9, 10]])
     targets = torch.tensor([[0, 0, 2, 3, 4, 5, 6, 7], [4, 5, 6, 7, 8, 9, 10, 11]])
-    full = model.loss(seqs, targets)
+    full = model.loss(SeqBatch(seqs, targets))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        mixed = model.loss(seqs, targets)
+        mixed = model.loss(SeqBatch(seqs, targets))
         logits = model.item_logits(model(seqs).hidden[:, -1])
     assert logits.dtype == torch.bfloat16  # the matmul really ran in bf16 ...
     assert torch.all(logits[:, 0] == float("-inf"))  # ... and padding still never scores
@@ -105,3 +106,24 @@ def test_loss_that_stops_being_finite_names_the_epoch() -> None:
             model_config=SMALL,
             train_config=small_config(lr=float("inf")),
         )
+
+
+def test_settings_it_cannot_train_with_are_refused() -> None:
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        small_config(optimizer="sgd")
+    with pytest.raises(ValueError, match="clip_grad_norm must be >= 0"):
+        small_config(clip_grad_norm=-1.0)
+    with pytest.raises(ValueError, match="must be at least 1"):
+        small_config(batch_size=0)
+    with pytest.raises(ValueError, match="'nope' is not a sequence model"):
+        train("nope", sequences_data(SEQUENCES, CATALOG), train_config=small_config())
+
+
+def test_a_model_is_refused_data_without_the_streams_it_reads() -> None:
+    """Plain sequences have no event times and no session context: the models that read them
+    say so instead of training on made-up values."""
+    data = sequences_data(SEQUENCES, CATALOG)
+    with pytest.raises(ValueError, match="has no event times; this model reads them"):
+        train("tisasrec", data, model_config=SMALL, train_config=small_config())
+    with pytest.raises(ValueError, match="no device / time of day per event"):
+        train("context_sasrec", data, model_config=SMALL, train_config=small_config())

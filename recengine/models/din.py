@@ -9,7 +9,7 @@ item h_j is to the candidate c,
 the ratings become weights w_j over the real (non-padding) positions, the interest vector is
 u_c = Σ_j w_j h_j, and the score is MLP([u_c, c, u_c ⊙ c]) + <u_c, c> + b_c (b_c: a learned
 item bias; the dot term is optional, see below). The weights w are therefore
-*candidate-specific*: ``DINNet.forward`` returns them as (B, C, T).
+*candidate-specific*: ``DIN.forward`` returns them as (B, C, T).
 
 Choices, each on purpose:
 
@@ -49,25 +49,23 @@ Choices, each on purpose:
   truncated at t would give. This shares the activation units of the (shared) negatives across
   the up to ``max_len`` positions of a window instead of recomputing them per position.
 
+It trains with the one trainer (``recengine/training``): its suggested settings (Adam, lr 3e-3,
+batch 32, gradient clipping at 1) are the zoo's.
+
 Item id 0 is padding; real items are 1..n_items.
 """
 
 from __future__ import annotations
 
 import itertools
-import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recengine.data import NextItemCase, pad_batch, training_windows
-from recengine.early_stopping import EarlyStopping, EpochCallback
-from recengine.evaluate import evaluate_cases
-from recengine.models.base import FitReport, Interactions
+from recengine.models.sequence import SeqBatch, SequenceModel
 
 Normalisation = Literal["softmax", "none"]
 
@@ -91,7 +89,6 @@ class DINConfig:
     dropout: float = 0.1
     # Uniform sampled negatives per training position (the sampled-softmax denominator).
     n_negatives: int = 100
-    seed: int = 0
     # Add the dot product <u_c, c> to the MLP's score (see the module docstring); False gives
     # the paper's head exactly.
     dot_product: bool = True
@@ -119,21 +116,6 @@ class DINConfig:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class DINTrainConfig:
-    epochs: int = 20
-    batch_size: int = 32  # training windows (of up to max_len positions each) per step
-    lr: float = 3e-3
-    weight_decay: float = 0.0
-    # Validation NDCG@10 every ``eval_every`` epochs (when ``valid`` is given); stop after
-    # ``patience`` evaluations without improvement and restore the best weights.
-    eval_every: int = 2
-    patience: int = 3
-    # Wall-clock cap on training (None: no cap); checked after every epoch.
-    time_budget_s: float | None = None
-    clip_grad_norm: float = 1.0
-
-
 class ChannelsLastPReLU(nn.PReLU):
     """PReLU with one slope per feature of the *last* dimension (nn.PReLU uses dim 1)."""
 
@@ -141,8 +123,26 @@ class ChannelsLastPReLU(nn.PReLU):
         return F.prelu(x.reshape(-1, x.shape[-1]), self.weight).view(x.shape)
 
 
-class DINNet(nn.Module):
+class DIN(SequenceModel):
     """Item embeddings, the local activation unit and the scoring MLP."""
+
+    name = "din"
+    title = "DIN (target attention)"
+    attention_kind = "target attention: each candidate attends over the history"
+    capabilities = frozenset({"target_attention"})
+    explain_methods = ("attention", "occlusion")
+    full_scores_per_removal = False
+    unsupported: ClassVar[dict[str, str]] = {
+        "item_vectors": (
+            "DIN scores each candidate through its activation unit, not with a dot product, so "
+            "an item added after training has no vector: new items are ranked by content only."
+        ),
+        "self_attention": (
+            "DIN has no self-attention over the history: its attention is per candidate "
+            "(target attention)."
+        ),
+        "time_split": "DIN has no position or time biases to split its attention into.",
+    }
 
     def __init__(self, config: DINConfig) -> None:
         super().__init__()
@@ -346,138 +346,36 @@ class DINNet(nn.Module):
         labels = torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device)
         return F.cross_entropy(scores, labels)
 
+    # ---- the SequenceModel interface ----------------------------------------------------------
 
-@dataclass
-class _Fitted:
-    net: DINNet
-    history: list[dict[str, float]] = field(default_factory=list)
+    def init_from_data(self, windows: SeqBatch) -> None:
+        """Before training: the item bias starts at the targets' log frequency."""
+        assert windows.targets is not None
+        self.init_item_bias(windows.targets)
 
-
-class DIN:
-    """The Recommender-protocol wrapper: fit with sampled softmax, score every item, explain."""
-
-    name = "din"
-
-    def __init__(self, config: DINConfig, train: DINTrainConfig | None = None) -> None:
-        self.config = config
-        self.train_config = train or DINTrainConfig()
-        self._fitted: _Fitted | None = None
-
-    @property
-    def net(self) -> DINNet:
-        if self._fitted is None:
-            raise RuntimeError(f"{self.name}: call fit() before score() or explain()")
-        return self._fitted.net
-
-    def fit(
-        self,
-        data: Interactions,
-        valid: Sequence[NextItemCase] | None = None,
-        *,
-        progress: EpochCallback | None = None,
-    ) -> FitReport:
-        """Train on ``data.sequences``; with ``valid`` cases (model-index space), early-stop on
-        full-ranking validation NDCG@10 and keep the best epoch's weights."""
-        cfg, tc = self.config, self.train_config
-        if data.n_items != cfg.n_items:
-            raise ValueError(f"config.n_items is {cfg.n_items} but the data has {data.n_items}")
-        started = time.perf_counter()
-        inputs, targets = training_windows([s for s in data.sequences if len(s) >= 2], cfg.max_len)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        # Initialisation and dropout draw from torch's global generator: fork it so fitting is
-        # reproducible and leaves the caller's random state alone.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
-            net = DINNet(cfg)
-            net.init_item_bias(targets)
-            self._fitted = _Fitted(net)
-            optimizer = torch.optim.Adam(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-            stopper = EarlyStopping(
-                max_epochs=tc.epochs,
-                patience=tc.patience,
-                eval_every=tc.eval_every,
-                time_budget_s=tc.time_budget_s,
-                progress=progress,
-            )
-            for epoch in stopper.epochs():
-                net.train()
-                order = torch.randperm(len(inputs), generator=gen)
-                total, batches = 0.0, 0
-                for start in range(0, len(order), tc.batch_size):
-                    idx = order[start : start + tc.batch_size]
-                    x, y = inputs[idx], targets[idx]
-                    width = int((x != 0).sum(dim=1).max())  # left padded: drop all-padding columns
-                    x, y = x[:, -width:], y[:, -width:]
-                    negatives = torch.randint(1, cfg.n_items + 1, (cfg.n_negatives,), generator=gen)
-                    loss = net.sampled_loss(x, y, negatives)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"DIN loss became {loss.item()} at epoch {epoch}")
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if tc.clip_grad_norm > 0:
-                        nn.utils.clip_grad_norm_(net.parameters(), tc.clip_grad_norm)
-                    optimizer.step()
-                    total += loss.item()
-                    batches += 1
-                record: dict[str, float] = {"epoch": epoch, "loss": total / max(batches, 1)}
-                ndcg = None
-                if valid and stopper.evaluate_now():
-                    ndcg = evaluate_cases(self.score, valid, batch_size=64).ndcg
-                    record["valid_ndcg@10"] = ndcg
-                record["elapsed_s"] = time.perf_counter() - started
-                self._fitted.history.append(record)
-                stopper.end_epoch(record["loss"], ndcg, snapshot=net.state_dict)
-        stopper.restore_best(net)
-        net.eval()
-        details: dict[str, Any] = {
-            **cfg.to_dict(),
-            **asdict(self.train_config),
-            "n_windows": len(inputs),
-            "n_positions": int((targets != 0).sum()),
-            "history": list(self._fitted.history),
-            "stop_reason": stopper.stop_reason,
-        }
-        if stopper.best_state is not None:
-            details["best_epoch"] = stopper.best_epoch
-            details["best_valid_ndcg@10"] = stopper.best_metric
-        return FitReport(
-            seconds=time.perf_counter() - started, epochs=stopper.epoch, details=details
+    def loss(self, batch: SeqBatch) -> torch.Tensor:
+        """Sampled softmax against ``n_negatives`` uniform negatives shared by the batch."""
+        assert batch.targets is not None, "a training batch needs targets"
+        negatives = torch.randint(
+            1, self.config.n_items + 1, (self.config.n_negatives,), device=batch.items.device
         )
-
-    def score(self, histories: list[list[int]]) -> torch.Tensor:
-        net = self.net
-        net.eval()
-        return net.score_all(pad_batch(histories, self.config.max_len))
+        return self.sampled_loss(batch.items, batch.targets, negatives)
 
     @torch.no_grad()
-    def explain(self, history: list[int], item: int) -> dict[str, Any]:
-        """The candidate-specific attention of ``item`` over ``history`` (one weight per position;
-        positions before the last ``max_len`` are outside the model's window and get 0).
+    def score(self, batch: SeqBatch) -> torch.Tensor:
+        return self.score_all(batch.items)
 
-        With ``normalisation="none"`` the model's weights are signed; ``weights`` then holds each
-        position's share |a_j| / Σ|a| (non-negative, as the protocol asks) and ``raw_weights`` the
-        signed activations the model really multiplies the history by.
-        """
-        net = self.net
-        net.eval()
-        if not 0 < item <= self.config.n_items:
-            raise ValueError(f"item must be in 1..{self.config.n_items}, got {item}")
-        out: dict[str, Any] = {
-            "method": "target attention",
-            "normalisation": self.config.normalisation,
-        }
-        window = list(history[-self.config.max_len :]) if history else []
-        skipped = [0.0] * (len(history) - len(window))
-        seqs = pad_batch([window], self.config.max_len)
-        scores, weights = net(seqs, torch.tensor([[item]]))
-        w = weights[0, 0, seqs.shape[1] - len(window) :].tolist()
-        out["score"] = float(scores[0, 0])
-        if self.config.normalisation == "none":
-            total = sum(abs(x) for x in w)
-            out["raw_weights"] = skipped + w
-            w = [abs(x) / total if total > 0 else 0.0 for x in w]
-        out["weights"] = skipped + w
-        return out
+    @torch.no_grad()
+    def score_items(self, batch: SeqBatch, items: torch.Tensor) -> torch.Tensor:
+        candidates = items.to(batch.items.device).expand(len(batch), -1)
+        return self(batch.items, candidates)[0]
+
+    @torch.no_grad()
+    def candidate_attention(self, batch: SeqBatch, items: torch.Tensor) -> torch.Tensor:
+        """Each candidate's weights over each history (B, P, T); with ``normalisation="none"``
+        the signed activations the model multiplies the history by."""
+        candidates = items.to(batch.items.device).expand(len(batch), -1)
+        return self(batch.items, candidates)[1]
 
 
-__all__ = ["DIN", "DINConfig", "DINNet", "DINTrainConfig"]
+__all__ = ["DIN", "DINConfig"]

@@ -20,46 +20,35 @@ causal, so the outputs at real positions never see the trailing padding, and the
 history reads the output at its last real position. No packing is needed, and left padding
 cannot change any score (a test checks this). Item 0 must only occur as padding.
 
-Explanation by occlusion: the candidate's score is recomputed with each history item removed
-(all variants in one batched forward pass); the drops, clipped at 0 and normalised, are the
-weights. Positions older than the last ``max_len`` items are outside what the model reads and
-get 0.
+It trains with the one trainer (``recengine/training``); the zoo holds its suggested settings
+(Adam, lr 1e-3, no gradient clipping, early stopping after 3 evaluations without a better
+validation NDCG@10). It has no attention: the explanations use occlusion.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recengine.data import NextItemCase, training_windows
-from recengine.early_stopping import EarlyStopping, EpochCallback
-from recengine.evaluate import evaluate_cases
-from recengine.models.base import FitReport, Interactions
+from recengine.models.sequence import ScorePass, SeqBatch, SequenceModel
 
 
 @dataclass(frozen=True)
 class GRU4RecConfig:
+    n_items: int
     embedding_dim: int = 64
     hidden_size: int = 64
     max_len: int = 50  # training windows and scored histories use the last max_len items
     dropout: float = 0.2  # on the embeddings and on the GRU output
     tied: bool = True  # output layer = item embedding (through a projection if sizes differ)
-    epochs: int = 30  # most epochs; fewer when validation early stopping triggers
-    batch_size: int = 128  # windows per step
-    lr: float = 1e-3  # Adam
-    patience: int = 3  # validation checks without a better NDCG@10 before stopping
-    seed: int = 0
-    time_budget_s: float | None = None  # wall-clock cap on training, checked after each epoch
 
     def __post_init__(self) -> None:
-        if min(self.embedding_dim, self.hidden_size, self.max_len, self.epochs) < 1:
-            raise ValueError("embedding_dim, hidden_size, max_len and epochs must be at least 1")
+        if min(self.n_items, self.embedding_dim, self.hidden_size, self.max_len) < 1:
+            raise ValueError("n_items, embedding_dim, hidden_size and max_len must be at least 1")
         if not 0 <= self.dropout < 1:
             raise ValueError("dropout must lie in [0, 1)")
 
@@ -78,10 +67,22 @@ def right_align(seqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return seqs.gather(1, index), lengths
 
 
-class GRU4RecNet(nn.Module):
-    def __init__(self, n_items: int, config: GRU4RecConfig) -> None:
+class GRU4Rec(SequenceModel):
+    name = "gru4rec"
+    title = "GRU4Rec (recurrent, no attention)"
+    attention_kind = "none: a recurrent network reads the history step by step"
+    explain_methods = ("occlusion",)
+    unsupported: ClassVar[dict[str, str]] = {
+        "self_attention": "GRU4Rec is a recurrent network: it has no attention weights to show.",
+        "target_attention": "GRU4Rec is a recurrent network: it has no attention weights to show.",
+        "time_split": "GRU4Rec reads only the order of the items, not their times.",
+        "item_vectors": "This GRU4Rec has an untied output layer, so items have no vectors.",
+    }
+
+    def __init__(self, config: GRU4RecConfig) -> None:
         super().__init__()
         self.config = config
+        n_items = config.n_items
         self.item_emb = nn.Embedding(n_items + 1, config.embedding_dim, padding_idx=0)
         # nn.Embedding starts at N(0, 1): as tied output vectors that gives logits with a spread
         # of several units and a first loss far above log(n_items). Small vectors start near
@@ -99,6 +100,7 @@ class GRU4RecNet(nn.Module):
                 if config.hidden_size == config.embedding_dim
                 else nn.Linear(config.hidden_size, config.embedding_dim)
             )
+            self.capabilities = frozenset({"item_vectors"})
         else:
             self.output = nn.Linear(config.hidden_size, n_items + 1)
 
@@ -116,129 +118,39 @@ class GRU4RecNet(nn.Module):
             logits = self.output(hidden)
         return logits.index_fill(-1, torch.tensor([0], device=logits.device), float("-inf"))
 
-    def loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def loss(self, batch: SeqBatch) -> torch.Tensor:
         """Full-softmax cross-entropy at every real position of left-padded windows."""
-        inputs, _ = right_align(inputs)
-        targets, _ = right_align(targets)  # same pads per row as the inputs
+        assert batch.targets is not None, "a training batch needs targets"
+        inputs, _ = right_align(batch.items)
+        targets, _ = right_align(batch.targets)  # same pads per row as the inputs
         hidden = self.forward(inputs)
         mask = targets != 0
         return F.cross_entropy(self.item_logits(hidden[mask]), targets[mask])
 
-    def score_histories(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
-        """(B, n_items + 1) next-item scores; an empty history scores from the zero state."""
-        max_len = self.config.max_len
-        tails = [[i for i in h if i != 0][-max_len:] for h in histories]
-        width = max(1, max((len(t) for t in tails), default=1))
-        seqs = torch.tensor([t + [0] * (width - len(t)) for t in tails], dtype=torch.long)
-        lengths = torch.tensor([len(t) for t in tails])
+    def last_hidden(self, batch: SeqBatch) -> torch.Tensor:
+        """(B, hidden) the output at each row's last real item; zero (the GRU's h0) for an
+        empty history."""
+        seqs, lengths = right_align(batch.items[:, -self.config.max_len :])
         hidden = self.forward(seqs)  # (B, T, hidden)
-        last = hidden[torch.arange(len(tails)), (lengths - 1).clamp(min=0)]
-        last = last * (lengths > 0).unsqueeze(1)  # empty history: h = 0 (the GRU's h0)
-        return self.item_logits(last)
-
-
-class GRU4Rec:
-    """GRU4Rec with full-softmax cross-entropy; see the module docstring."""
-
-    name = "gru4rec"
-
-    def __init__(self, config: GRU4RecConfig | None = None) -> None:
-        self.config = config or GRU4RecConfig()
-        self.net: GRU4RecNet | None = None
-
-    def fit(
-        self,
-        data: Interactions,
-        *,
-        valid: Sequence[NextItemCase] | None = None,
-        progress: EpochCallback | None = None,
-    ) -> FitReport:
-        """Train on ``data.sequences``; with ``valid`` cases (model-index space), evaluate NDCG@10
-        after each epoch, stop after ``patience`` epochs without improvement and keep the best."""
-        cfg = self.config
-        started = time.perf_counter()
-        inputs, targets = training_windows(data.sequences, cfg.max_len)  # (N, max_len) each
-        gen = torch.Generator().manual_seed(cfg.seed)
-        history: list[dict[str, float]] = []
-        stopper = EarlyStopping(
-            max_epochs=cfg.epochs,
-            patience=cfg.patience,
-            time_budget_s=cfg.time_budget_s,
-            progress=progress,
-        )
-        # Forked RNG: seeded init and dropout, without changing the caller's global RNG.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
-            net = GRU4RecNet(data.n_items, cfg)
-            self.net = net
-            optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-            for epoch in stopper.epochs():
-                net.train()
-                total, n_batches = 0.0, 0
-                for batch in torch.randperm(len(inputs), generator=gen).split(cfg.batch_size):
-                    loss = net.loss(inputs[batch], targets[batch])
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    total += loss.item()
-                    n_batches += 1
-                record = {"epoch": epoch, "train_loss": total / n_batches}
-                ndcg = None
-                if valid and stopper.evaluate_now():
-                    net.eval()
-                    ndcg = evaluate_cases(self.score, valid).ndcg
-                    record["valid_ndcg@10"] = ndcg
-                history.append(record)
-                stopper.end_epoch(record["train_loss"], ndcg, snapshot=net.state_dict)
-        stopper.restore_best(net)
-        net.eval()
-        return FitReport(
-            seconds=time.perf_counter() - started,
-            epochs=stopper.epoch,
-            details={
-                "history": history,
-                "best_epoch": stopper.best_epoch or stopper.epoch,
-                "valid_ndcg@10": stopper.best_metric if valid else None,
-                "stop_reason": stopper.stop_reason,
-                "n_windows": len(inputs),
-                "config": cfg.to_dict(),
-            },
-        )
-
-    def _net(self) -> GRU4RecNet:
-        if self.net is None:
-            raise RuntimeError("GRU4Rec is not fitted: call fit() first")
-        return self.net
+        last = hidden[torch.arange(len(seqs), device=seqs.device), (lengths - 1).clamp(min=0)]
+        return last * (lengths > 0).unsqueeze(1)
 
     @torch.no_grad()
-    def score(self, histories: list[list[int]]) -> torch.Tensor:
-        """(B, n_items + 1) logits of the next item; column 0 is -inf."""
-        net = self._net()
-        net.eval()
-        return net.score_histories(histories)
+    def score(self, batch: SeqBatch) -> torch.Tensor:
+        return self.item_logits(self.last_hidden(batch))
 
     @torch.no_grad()
-    def explain(self, history: list[int], item: int) -> dict[str, Any]:
-        """Occlusion: each position's weight is the (clipped, normalised) drop of ``item``'s
-        score when that one history item is removed."""
-        weights = [0.0] * len(history)
-        # Positions the model reads: the last max_len real items.
-        visible = [p for p, i in enumerate(history) if i != 0][-self.config.max_len :]
-        if not visible:
-            return {"weights": weights, "method": "occlusion", "score": 0.0, "drops": weights}
-        window = [history[p] for p in visible]  # drop padding and what the model never reads
-        variants = [window] + [window[:k] + window[k + 1 :] for k in range(len(window))]
-        scores = self.score(variants)[:, item]  # one batched pass: (1 + len(visible),)
-        drops = (scores[0] - scores[1:]).tolist()
-        positive = [max(0.0, d) for d in drops]
-        total = sum(positive)
-        all_drops = [0.0] * len(history)
-        for p, d, w in zip(visible, drops, positive, strict=True):
-            all_drops[p] = d
-            weights[p] = w / total if total > 0 else 0.0
-        return {
-            "weights": weights,
-            "method": "occlusion",
-            "score": float(scores[0]),
-            "drops": all_drops,  # signed: negative when removing the item raises the score
-        }
+    def score_pass(self, batch: SeqBatch) -> ScorePass:
+        hidden = self.last_hidden(batch)
+        query = self.proj(hidden) if self.config.tied else None
+        return ScorePass(self.item_logits(hidden), query)
+
+    def query(self, batch: SeqBatch) -> torch.Tensor:
+        if not self.config.tied:
+            raise self._refuse("item_vectors")
+        return self.proj(self.last_hidden(batch))
+
+    def item_vectors(self) -> torch.Tensor:
+        if not self.config.tied:
+            raise self._refuse("item_vectors")
+        return self.item_emb.weight

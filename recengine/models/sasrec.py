@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from recengine.models.sequence import ScorePass, SeqBatch, SequenceModel
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,25 @@ class Block(nn.Module):
         return x, weights, content
 
 
-class SASRec(nn.Module):
+class SASRec(SequenceModel):
+    name = "sasrec"
+    title = "SASRec"
+    attention_kind = "self-attention"
+    capabilities = frozenset({"item_vectors", "self_attention"})
+    explain_methods = ("attention", "rollout", "occlusion", "grad_input")
+    takes_item_tokens = True
+    unsupported: ClassVar[dict[str, str]] = {
+        "target_attention": (
+            "SASRec reads the history once with self-attention and dots the result with every "
+            "item, so its attention over the history is the same for every pick."
+        ),
+        "time_split": "SASRec has no position or time biases to split its attention into.",
+    }
+
+    # Explanations may take every single removal from one full pass (recengine/explain/one_pass):
+    # true while the inputs are the items and their positions only.
+    one_pass_occlusion = True
+
     def __init__(self, config: SASRecConfig) -> None:
         super().__init__()
         self.config = config
@@ -180,11 +201,17 @@ class SASRec(nn.Module):
             table = table + summed / present.sum(dim=1).clamp(min=1.0)
         return table
 
-    def forward(self, seqs: torch.Tensor, attn_bias: torch.Tensor | None = None) -> SASRecOutput:
+    def forward(
+        self,
+        seqs: torch.Tensor,
+        attn_bias: torch.Tensor | None = None,
+        extra_inputs: torch.Tensor | None = None,
+    ) -> SASRecOutput:
         """seqs: (B, T) left-padded item ids, T ≤ max_len. Returns hidden states and attention.
 
-        ``attn_bias`` (B or 1, heads, T, T) is added to every layer's attention logits (subclasses
-        use it for relative position/time); plain SASRec passes none.
+        ``attn_bias`` (B or 1, heads, T, T) is added to every layer's attention logits and
+        ``extra_inputs`` (B, T, d) to every position's input (subclasses use them for relative
+        position/time and for the session context); plain SASRec passes neither.
         """
         T = seqs.shape[1]
         if T > self.config.max_len:
@@ -193,6 +220,8 @@ class SASRec(nn.Module):
         positions = torch.cumsum(real.long(), dim=1) * real  # 1..n over real items, 0 at padding
         x = F.embedding(seqs, self.item_table()) * math.sqrt(self.config.d_model)
         x = x + self.pos_emb(positions)
+        if extra_inputs is not None:
+            x = x + extra_inputs
         x = self.emb_dropout(x) * real.unsqueeze(-1)
 
         causal = torch.tril(torch.ones(T, T, dtype=torch.bool, device=seqs.device))
@@ -211,6 +240,49 @@ class SASRec(nn.Module):
         hidden = self.ln_out(x) * real.unsqueeze(-1)
         return SASRecOutput(hidden=hidden, attentions=attentions, content_logits=contents)
 
+    # ---- the SequenceModel interface ------------------------------------------------------------
+
+    def encode(self, batch: SeqBatch) -> SASRecOutput:
+        """The forward pass over a batch with whatever side streams this model reads."""
+        return self.forward(batch.items)
+
+    def next_queries(
+        self, batch: SeqBatch, hidden: torch.Tensor, rows: torch.Tensor
+    ) -> torch.Tensor:
+        """The vectors items are scored against at the positions ``rows`` (a boolean (B, T)
+        mask) of a training batch: the hidden states there (the context model adds more)."""
+        return hidden[rows]
+
+    def last_query(self, batch: SeqBatch, out: SASRecOutput) -> torch.Tensor:
+        """(B, d) the vector every item is scored against after each row of ``out``."""
+        return out.hidden[:, -1, :]
+
+    def query(self, batch: SeqBatch) -> torch.Tensor:
+        return self.last_query(batch, self.encode(batch))
+
+    @torch.no_grad()
+    def score_pass(self, batch: SeqBatch) -> ScorePass:
+        out = self.encode(batch)
+        query = self.last_query(batch, out)
+        return ScorePass(self.item_logits(query), query, out.attentions)
+
+    def item_vectors(self) -> torch.Tensor:
+        return self.item_table()
+
+    @torch.no_grad()
+    def score(self, batch: SeqBatch) -> torch.Tensor:
+        return self.item_logits(self.query(batch))
+
+    def attention_maps(self, batch: SeqBatch) -> list[torch.Tensor]:
+        return self.encode(batch).attentions
+
+    def removal_biases(
+        self, seq: torch.Tensor, times: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Attention biases of one window, whole and with one item removed (for the one-pass
+        occlusion); plain SASRec has none."""
+        return None, None
+
     def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores of every item for each hidden state: (..., n_items + 1).
 
@@ -220,19 +292,21 @@ class SASRec(nn.Module):
         logits = hidden @ self.item_table().T
         return logits.index_fill(-1, torch.tensor([0], device=logits.device), float("-inf"))
 
-    def loss(self, seqs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def loss(self, batch: SeqBatch) -> torch.Tensor:
         """Cross-entropy of the next item at every non-padding position: full softmax, or
         sampled softmax when ``config.loss_negatives`` > 0."""
-        hidden = self.forward(seqs).hidden
-        mask = targets != 0
+        assert batch.targets is not None, "a training batch needs targets"
+        hidden = self.encode(batch).hidden
+        mask = batch.targets != 0
+        queries = self.next_queries(batch, hidden, mask)
+        targets = batch.targets[mask]
         if self.config.loss_negatives > 0:
             negatives = torch.randint(
-                1, self.config.n_items + 1, (self.config.loss_negatives,), device=seqs.device
+                1, self.config.n_items + 1, (self.config.loss_negatives,), device=targets.device
             )
-            return self.sampled_loss(hidden[mask], targets[mask], negatives)
+            return self.sampled_loss(queries, targets, negatives)
         # Score only the positions that have a target: the catalog-wide matmul is the cost.
-        logits = self.item_logits(hidden[mask])  # (N, n_items + 1)
-        return F.cross_entropy(logits, targets[mask])
+        return F.cross_entropy(self.item_logits(queries), targets)
 
     def sampled_loss(
         self, hidden: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor

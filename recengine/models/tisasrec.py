@@ -16,11 +16,13 @@ timestamps (``times=None``) only the position bias applies.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from recengine.models.sasrec import SASRec, SASRecConfig, SASRecOutput
+from recengine.models.sequence import TIMES, SeqBatch
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,19 @@ class AttentionSplit:
 
 
 class TiSASRec(SASRec):
+    name = "tisasrec"
+    title = "TiSASRec (position & time)"
+    attention_kind = "positional attention: self-attention with relative position and time biases"
+    reads = frozenset({TIMES})
+    capabilities = frozenset({"item_vectors", "self_attention", "time_split"})
+    explain_methods = ("attention", "rollout", "occlusion", "grad_input", "split")
+    unsupported: ClassVar[dict[str, str]] = {
+        "target_attention": (
+            "TiSASRec reads the history once with self-attention, so its attention over the "
+            "history is the same for every pick."
+        ),
+    }
+
     def __init__(self, config: TiSASRecConfig) -> None:
         super().__init__(config)
         self.config: TiSASRecConfig = config
@@ -80,21 +95,26 @@ class TiSASRec(SASRec):
         position, time = self.bias_parts(seqs, times)
         return super().forward(seqs, attn_bias=position + time)
 
-    def loss(  # type: ignore[override]
-        self, seqs: torch.Tensor, targets: torch.Tensor, times: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """SASRec's next-item cross-entropy, with the time biases in play when times are given."""
-        hidden = self.forward(seqs, times).hidden
-        mask = targets != 0
-        return nn.functional.cross_entropy(self.item_logits(hidden[mask]), targets[mask])
+    def encode(self, batch: SeqBatch) -> SASRecOutput:
+        return self.forward(batch.items, batch.timestamps)
+
+    def removal_biases(
+        self, seq: torch.Tensor, times: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """For one window (1, n): its position + time biases (heads, n, n), and the same when one
+        item between query and key is removed (they are one step closer; the gap in time is
+        unchanged). What the explanations' one-pass occlusion needs of this model."""
+        position, time = self.bias_parts(seq, times)
+        n = seq.shape[1]
+        index = torch.arange(1, n + 1, device=seq.device)
+        closer = (index[:, None] - index[None, :] - 1).clamp(0, self.config.max_distance)
+        return (position + time)[0], self.distance_bias[:, closer] + time[0]
 
     @torch.no_grad()
-    def attention_split(
-        self, seqs: torch.Tensor, times: torch.Tensor | None = None
-    ) -> list[AttentionSplit]:
+    def attention_split(self, batch: SeqBatch) -> list[AttentionSplit]:  # type: ignore[override]
         """Per layer: content, position and time parts of the logits, and the weights."""
-        out = self.forward(seqs, times)
-        position, time = self.bias_parts(seqs, times)
+        out = self.encode(batch)
+        position, time = self.bias_parts(batch.items, batch.timestamps)
         return [
             AttentionSplit(content, position, time, weights)
             for content, weights in zip(out.content_logits, out.attentions, strict=True)

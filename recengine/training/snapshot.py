@@ -20,8 +20,6 @@ from typing import Any
 
 import torch
 
-from recengine.models.sasrec import SASRecConfig
-
 SNAPSHOT_FORMAT = 1
 
 # TrainConfig fields that shape the optimisation itself: a snapshot only continues a run that
@@ -35,7 +33,11 @@ TRAJECTORY_FIELDS = (
     "seed",
     "length_buckets",
     "mixed_precision",
+    "optimizer",
+    "clip_grad_norm",
 )
+# Trajectory fields added after snapshots were first written mean their default when absent.
+_LATER_TRAJECTORY_DEFAULTS = {"optimizer": "adamw", "clip_grad_norm": 1.0}
 
 StateDict = dict[str, torch.Tensor]
 
@@ -122,8 +124,15 @@ def load_snapshot(path: Path, identity: dict[str, Any]) -> TrainingSnapshot:
 
 def complete_model_config(config: dict[str, Any]) -> dict[str, Any]:
     """A model config saved before a field existed means that field's default (e.g. a snapshot
-    from before ``loss_negatives``), so adding a field does not orphan older runs."""
-    defaults = {f.name: f.default for f in fields(SASRecConfig) if f.default is not MISSING}
+    from before ``loss_negatives``), so adding a field does not orphan older runs. The config
+    class is the model's the identity names (``"model"``; SASRec when absent, as in snapshots
+    from before other models shared the loop)."""
+    from recengine.models.registry import SEQUENCE_MODELS
+
+    _, config_class = SEQUENCE_MODELS.get(
+        str(config.get("model", "sasrec")), SEQUENCE_MODELS["sasrec"]
+    )
+    defaults = {f.name: f.default for f in fields(config_class) if f.default is not MISSING}
     return {**defaults, **config}
 
 
@@ -138,8 +147,9 @@ def _check_identity(path: Path, found: dict[str, Any], expected: dict[str, Any])
     if found_model != complete_model_config(expected["model_config"]):
         diff = _differences(found.get("model_config", {}), expected["model_config"])
         raise ValueError(f"Training snapshot {path} is of another model config ({diff}). {hint}")
-    if found.get("train") != expected["train"]:
-        diff = _differences(found.get("train", {}), expected["train"])
+    found_train = {**_LATER_TRAJECTORY_DEFAULTS, **found.get("train", {})}
+    if found_train != expected["train"]:
+        diff = _differences(found_train, expected["train"])
         raise ValueError(
             f"Training snapshot {path} was made with other training settings ({diff}); only "
             f"max_epochs, time_budget_s, patience, eval_every and device may change. {hint}"

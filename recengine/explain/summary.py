@@ -1,0 +1,101 @@
+"""One pick's explanation in plain words: which item the model leaned on, what removing it does,
+and whether the attention can be trusted for this pick (two short verdicts, numbers behind)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from recengine.explain.results import Explanation
+
+# Kendall τ against occlusion from which the attention is said to agree with removals.
+AGREES_TAU = 0.5
+# … and below which it is said to disagree (in between: "partly").
+DISAGREES_TAU = 0.2
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A short statement and how good the news is ("good", "mixed", "bad") for a badge."""
+
+    text: str
+    tone: str
+
+
+@dataclass(frozen=True)
+class PickSummary:
+    headline: str
+    attention: Verdict | None  # does the attention agree with what removals do?
+    removal: Verdict | None  # does removing the top-attended item hurt more than a random one?
+
+
+def _title(titles: Sequence[str], i: int) -> str:
+    return titles[i] if 0 <= i < len(titles) else f"item {i + 1}"
+
+
+def _moves(rank: int, without: int) -> str:
+    if without > rank:
+        return f"falls from #{rank} to #{without}"
+    if without < rank:
+        return f"rises from #{rank} to #{without}"
+    return f"stays at #{rank}"
+
+
+def pick_summary(explanation: Explanation, titles: Sequence[str]) -> PickSummary:
+    """The headline of one pick ("The model leaned most on X: without it this pick falls from
+    #2 to #9") and the two verdicts; ``titles`` align with ``explanation.history``."""
+    e = explanation
+    ranks = None if e.rank_without is None else np.asarray(e.rank_without)
+    effects = None if e.occlusion is None else np.asarray(e.occlusion)
+    headline = "No single item of the history moves this pick much."
+    if e.attention is not None and len(e.attention):
+        lead = int(np.argmax(e.attention))
+        headline = f"The model leaned most on “{_title(titles, lead)}”"
+        if ranks is not None:
+            headline += f": without it this pick {_moves(e.rank, int(ranks[lead]))}."
+        else:
+            headline += "."
+        if effects is not None and ranks is not None:
+            strongest = int(np.argmax(effects))
+            if strongest != lead and effects[strongest] > 0:
+                headline += (
+                    f" Removing “{_title(titles, strongest)}” matters more: the pick "
+                    f"{_moves(e.rank, int(ranks[strongest]))}."
+                )
+    elif effects is not None and ranks is not None and effects.max() > 0:
+        strongest = int(np.argmax(effects))
+        headline = (
+            f"Removing “{_title(titles, strongest)}” matters most: without it this pick "
+            f"{_moves(e.rank, int(ranks[strongest]))}."
+        )
+    attention = removal = None
+    measured = e.faithfulness.get("attention")
+    if measured is not None:
+        tau = measured.kendall_tau
+        if math.isnan(tau):
+            attention = Verdict("attention cannot be compared with removals here", "mixed")
+        elif tau >= AGREES_TAU:
+            attention = Verdict(f"attention agrees with removals (τ {tau:.2f})", "good")
+        elif tau > DISAGREES_TAU:
+            attention = Verdict(f"attention partly agrees with removals (τ {tau:.2f})", "mixed")
+        else:
+            attention = Verdict(f"attention does not match removals (τ {tau:.2f})", "bad")
+        top, random_ = measured.drop_top, measured.drop_random
+        if top > max(random_, 0.0):
+            removal = Verdict(
+                f"removing the most attended item costs {top:.2f}, a random one {random_:.2f}",
+                "good",
+            )
+        else:
+            removal = Verdict(
+                f"removing the most attended item costs {top:.2f}, no more than a random one "
+                f"({random_:.2f})",
+                "bad",
+            )
+    return PickSummary(headline, attention, removal)
+
+
+__all__ = ["AGREES_TAU", "DISAGREES_TAU", "PickSummary", "Verdict", "pick_summary"]
