@@ -55,10 +55,12 @@ def explore(
     side: CaseSide | None,
     kinds: Sequence[str] | None = None,
     k: int = 10,
+    explain: bool = True,
 ) -> Exploration:
     """The model's view of ``sequence`` (catalog item ids, oldest first). ``side``: the side
     streams of the whole sequence for a model that reads them; ``kinds``: the event kinds
-    (default: views), for the reasons."""
+    (default: views), for the reasons. ``explain``: also explain every pick (occlusion,
+    gradients, faithfulness: the costly part)."""
     model, vocab = loaded.model, loaded.vocab
     kinds = list(kinds) if kinds is not None else ["view"] * len(sequence)
     if len(kinds) != len(sequence):
@@ -106,7 +108,7 @@ def explore(
             for name in ("content", "position", "time")
         }
     explanations: dict[int, Explanation] = {}
-    if top:
+    if top and explain:
         methods = [m for m in model.explain_methods if m != "split"]
         signals = [m for m in ("attention", "rollout", "grad_input") if m in methods]
         found = explain_top(

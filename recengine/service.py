@@ -64,14 +64,21 @@ class RecService(ModelsPart, PeoplePart):
         k: int = 10,
         context: tuple[str, str] | None = None,
         history: Sequence[HistoryItem] | None = None,
+        explain: bool = False,
     ) -> Exploration:
         """The model's picks and attention for any sequence of catalog items (nothing stored).
         ``history``: the stored events the sequence is, when it is a user's real history (their
-        times and contexts); otherwise the items count as views a minute apart in ``context``."""
+        times and contexts); otherwise the items count as views a minute apart in ``context``.
+        ``explain``: also explain every pick (the costly part). Results are cached per (model,
+        sequence, context), so flipping through layers and heads costs nothing."""
         name = model or self.default_model()
         entry, error = self._entry(name)
         if entry is None:
             raise CheckpointError(error or f"{name} is not available")
+        key = (name, id(entry), tuple(sequence), k, context, explain, history is None)
+        cached = self._explored.get(key) if history is None else None
+        if cached is not None:
+            return cached
         items = self.items
         unknown = [i for i in sequence if i not in items]
         if unknown:
@@ -80,9 +87,20 @@ class RecService(ModelsPart, PeoplePart):
             history = as_views([items[i] for i in sequence], context)
         side = history_side(list(history), context) if entry.loaded.model.reads else None
         with self._inference_lock:  # explanations hook the shared model's layers
-            return explore(
-                entry.loaded, items, sequence, side=side, kinds=[h.kind for h in history], k=k
+            found = explore(
+                entry.loaded,
+                items,
+                sequence,
+                side=side,
+                kinds=[h.kind for h in history],
+                k=k,
+                explain=explain,
             )
+        with self._lock:
+            if len(self._explored) > 64:
+                self._explored.clear()
+            self._explored[key] = found
+        return found
 
     def users_reached(
         self, item_id: int, model: str | None = None, *, k: int = 10, limit: int = 500

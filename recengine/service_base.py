@@ -17,6 +17,7 @@ from recengine.coldstart import ContentIndex
 from recengine.data import fingerprint
 from recengine.device import pick_device
 from recengine.explain import Explanation
+from recengine.exploration import Exploration
 from recengine.jobs import TrainingJob
 from recengine.model_shelf import ModelShelf
 from recengine.ranking import HybridRanker
@@ -51,6 +52,7 @@ class ServiceBase:
         self._shelf: ModelShelf | None = None
         self._rankers: dict[tuple[str, int], HybridRanker] = {}
         self._explained: dict[tuple, dict[int, Explanation]] = {}
+        self._explored: dict[tuple, Exploration] = {}
         self.job = TrainingJob()
 
     # ---- set-up ---------------------------------------------------------------------------

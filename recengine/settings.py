@@ -47,6 +47,10 @@ class Settings:
     dataset: str = "synthetic"
     # "auto" picks CUDA when present, else CPU.
     device: str = "auto"
+    # Torch threads of the app's process. One: every request is a small forward pass, and two
+    # OpenMP threads that spin while the browser (or another request) holds the other core made
+    # a click's model work ~10× slower on a 2-core machine (measured: bench/browser.py).
+    torch_threads: int = 1
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -60,6 +64,7 @@ class Settings:
             world_size=os.environ.get("RECDEMO_WORLD_SIZE", "default"),
             dataset=os.environ.get("RECDEMO_DATASET") or "synthetic",
             device=os.environ.get("RECDEMO_DEVICE", "auto"),
+            torch_threads=_env_int("RECDEMO_TORCH_THREADS", 1),
         )
 
     @property

@@ -192,7 +192,29 @@ class SASRec(SequenceModel):
         self.item_tokens.copy_(item_tokens)
 
     def item_table(self) -> torch.Tensor:
-        """(n_items + 1, d) vectors of every item: id embedding (+ mean content embedding)."""
+        """(n_items + 1, d) vectors of every item: id embedding (+ mean content embedding).
+
+        Without gradients (serving, evaluation) the table is kept until a weight it is made of
+        changes: with content tokens it is a gather over every item's tokens, and a request
+        needs it twice (inputs and output layer), 7 ms each on the default catalog.
+        """
+        if torch.is_grad_enabled():
+            return self._item_table()
+        key = self._table_key()
+        cached = getattr(self, "_table_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, self._item_table())
+            self._table_cache = cached
+        return cached[1]
+
+    def _table_key(self) -> tuple:
+        """Changes whenever a tensor the table is made of changes (in place or replaced)."""
+        parts = [self.item_emb.weight]
+        if self.config.n_tokens > 0:
+            parts += [self.token_emb.weight, self.item_tokens]
+        return tuple((id(t), t._version, t.device, t.dtype) for t in parts)
+
+    def _item_table(self) -> torch.Tensor:
         table = self.item_emb.weight
         if self.config.n_tokens > 0:
             tokens = self.item_tokens
