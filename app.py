@@ -1,76 +1,94 @@
-"""AttnRec Lab home: what the demo is, database and model status, links to the pages."""
+"""AttnRec Lab home: what the demo is, three ways in, and the headline numbers."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from ui.sidebar import sidebar
-from ui.state import get_service
+from bench.headlines import ml1m_sasrec
+from ui.layout import start_page
+from ui.scenarios import SCENARIOS, run_scenario
 from ui.text import plain
-from ui.training import train_button
+from ui.training import training_panel
 
-st.set_page_config(page_title="AttnRec Lab", page_icon=":material/neurology:", layout="wide")
-
-service = get_service()
-sidebar(service)
+service, visitor = start_page("Home")
 
 st.title("AttnRec Lab")
 st.markdown(
-    "Explainable, attention-based recommendation you can poke at. Browse a store as one of its "
-    "users: every view, add-to-cart and purchase is written to the database, and a SASRec "
-    "self-attention model rescores every item in the catalog on each click. For each pick you "
-    "see a reason, which of your earlier items the model attended to, and whether removing "
-    "them really changes the pick. New users get content-based picks; the blend moves to the "
-    "attention model as their history grows."
-)
-st.page_link(
-    "pages/1_Session_Simulator.py",
-    label="Open the Session Simulator",
-    icon=":material/shopping_cart:",
-)
-st.page_link(
-    "pages/2_Benchmarks.py",
-    label="Benchmarks: every model on MovieLens-1M, and the full benchmark report",
-    icon=":material/leaderboard:",
+    "Recommendations you can take apart. Browse a store while attention models rank the whole "
+    "catalog after every click, see **which of your earlier items each pick rests on**, check "
+    "whether that is really why (remove the item and watch the pick fall), and follow a brand-new "
+    "user from content-based picks to the attention model."
 )
 
-left, right = st.columns(2)
-with left:
-    st.subheader("Database")
+for column, scenario in zip(st.columns(len(SCENARIOS)), SCENARIOS, strict=True):
+    with column, st.container(border=True, height="stretch"):
+        st.markdown(f"#### {scenario.icon} {scenario.title}")
+        st.markdown(scenario.text)
+        if st.button(scenario.button, key=f"scenario_{scenario.key}", type="primary"):
+            run_scenario(service, scenario)
+
+st.subheader("Headline numbers")
+cols = st.columns(3)
+status = service.model_status(visitor.model)
+if status.ready and visitor.model in status.metrics:
+    mine = status.metrics[visitor.model]["test"]
+    popular = status.metrics["popularity"]["test"]
+    cols[0].metric(
+        f"{status.title} on this store: NDCG@10",
+        f"{mine['ndcg@10']:.3f}",
+        delta=f"{mine['ndcg@10'] / max(popular['ndcg@10'], 1e-9):.1f}× popularity",
+        delta_color="off",
+        delta_arrow="off",
+        help=(
+            "Each user's last event held out, every item ranked (no sampled negatives). "
+            f"Popularity: {popular['ndcg@10']:.3f}. {mine['n_cases']:,} test users."
+        ),
+    )
+    cols[1].metric(
+        f"{status.title} on this store: HR@10",
+        f"{mine['hr@10']:.3f}",
+        delta=f"popularity {popular['hr@10']:.3f}",
+        delta_color="off",
+        delta_arrow="off",
+    )
+else:
+    cols[0].info(
+        f"No attention model for this dataset yet: {plain(status.message)}",
+        icon=":material/info:",
+    )
+ml1m = ml1m_sasrec()
+if ml1m is not None:
+    cols[2].metric(
+        "SASRec on MovieLens-1M: NDCG@10",
+        f"{ml1m.ndcg:.4f}",
+        delta=f"published SASRec+ {ml1m.published_ndcg:.4f}",
+        delta_color="off",
+        delta_arrow="off",
+        help=(
+            "The SASRec paper's file, full ranking, last item held out; the published figure is "
+            "Klenitskiy & Vasilev (RecSys 2023). Recorded on "
+            f"{ml1m.date}; the Benchmarks page has the whole table."
+        ),
+    )
+
+if not status.ready:
+    training_panel(service, visitor.model)
+
+with st.expander("The store and its models"):
     counts = service.counts()
-    st.caption(plain(service.database_location))
-    cols = st.columns(4)
-    for col, (name, value) in zip(cols, counts.items(), strict=True):
+    st.caption(f"Dataset {plain(service.dataset.name)} in {plain(service.database_name)}")
+    for col, (name, value) in zip(st.columns(4), counts.items(), strict=True):
         col.metric(name.capitalize(), f"{value:,}")
-
-with right:
-    st.subheader("Attention model")
-    status = service.model_status()
-    if status.ready:
-        st.success(plain(status.message), icon=":material/check_circle:")
-        st.dataframe(
-            [
-                {
-                    "model": "SASRec" if name == "sasrec" else name.capitalize(),
-                    "HR@10": m["test"]["hr@10"],
-                    "NDCG@10": m["test"]["ndcg@10"],
-                    "MRR@10": m["test"]["mrr@10"],
-                    "test cases": m["test"]["n_cases"],
-                }
-                for name, m in status.metrics.items()
-            ],
-            hide_index=True,
-        )
-        st.caption(
-            f"Leave-one-out test on the last event of each user, full ranking over all items. "
-            f"Trained in {status.training.get('train_seconds')} s, "
-            f"{status.training.get('epochs_run')} epochs on {status.training.get('device')}. "
-            f"Blend of content and attention: {status.training.get('blend', 'default κ')}."
-        )
-    else:
-        st.warning(
-            f"No attention model: {plain(status.message)}. Recommendations fall back to "
-            "content-based and popularity picks.",
-            icon=":material/warning:",
-        )
-        train_button(service)
+    st.dataframe(
+        [
+            {
+                "model": m.title,
+                "attention": m.attention_kind,
+                "trained": "yes" if m.ready else ("unusable" if m.trained else "no"),
+                "test NDCG@10": m.metrics.get(m.name, {}).get("test", {}).get("ndcg@10"),
+            }
+            for m in service.models()
+        ],
+        hide_index=True,
+        width="stretch",
+    )

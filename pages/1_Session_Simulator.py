@@ -5,14 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from db.errors import UnknownIdError
-from recengine.service import Recommendations
+from recengine.recommendations import Recommendations, plural
 from ui.charts import history_weights_chart, history_weights_frame
 from ui.explain_view import explanation_panel
-from ui.sidebar import current_session, sidebar
-from ui.state import get_service
+from ui.layout import start_page
 from ui.text import item_caption, plain
-
-st.set_page_config(page_title="Session Simulator · AttnRec Lab", layout="wide")
 
 SOURCE_LABEL = {
     "attention": ":blue-badge[attention]",
@@ -26,30 +23,27 @@ KIND_ICON = {
     "purchase": ":material/payments:",
 }
 ACTIONS = (("view", "View"), ("cart", "Cart"), ("purchase", "Buy"))
-CATALOG_PAGE = 15
+CATALOG_PAGE = 10
 EXPLAIN_KEY = "explain_item"
+SCORE_HELP = (
+    "Scores are in standard deviations above the average candidate: "
+    "w·attention + (1 − w)·content, each side z-normalised over the items you have not seen."
+)
 
-service = get_service()
-sidebar(service)
-user_id, session_id = current_session(service)
+service, visitor = start_page("Session Simulator")
+st.title("Session Simulator")
 
 
 def record(item_id: int, kind: str) -> None:
     """Button callback: runs before the rerun, so the list below already reflects the click."""
     try:
-        service.record_event(session_id, item_id, kind)
+        service.record_event(visitor.session_id, item_id, kind)
         st.session_state["last_event"] = (kind, item_id)
     except (UnknownIdError, ValueError) as exc:
         st.session_state["event_error"] = str(exc)
 
 
-st.title("Session Simulator")
-if error := st.session_state.pop("event_error", None):
-    st.error(plain(error))
-
-catalog_col, recs_col = st.columns([5, 6], gap="large")
-
-with catalog_col:
+def catalog() -> None:
     st.subheader("Catalog")
     q_col, c_col = st.columns([3, 2])
     query = q_col.text_input("Search", key="catalog_query", placeholder="title, brand or tag")
@@ -59,57 +53,75 @@ with catalog_col:
     )
     if not results:
         st.info("No item matches this search.")
+    # Few elements per row: every element is work on each click (server and browser).
     for item in results:
-        with st.container(border=True):
+        with st.container(border=True, gap="small"):
             st.markdown(f"**{plain(item.title)}**  \n{item_caption(item)}")
-            for column, (kind, label) in zip(st.columns(3), ACTIONS, strict=True):
-                column.button(
-                    label,
-                    key=f"{kind}_{item.id}",
-                    on_click=record,
-                    args=(item.id, kind),
-                    icon=KIND_ICON[kind],
-                    width="stretch",
-                )
+            with st.container(horizontal=True, gap="small"):
+                for kind, label in ACTIONS:
+                    st.button(
+                        label,
+                        key=f"{kind}_{item.id}",
+                        on_click=record,
+                        args=(item.id, kind),
+                        help=f"{label}: one {kind} event in the database",
+                        width="stretch",
+                    )
 
 
-def draw_recommendations(recs: Recommendations) -> None:
+def status_line(recs: Recommendations) -> None:
     if recs.notice:
         st.warning(plain(recs.notice), icon=":material/warning:")
+    events = plural(recs.n_events, "event")
     if recs.weight > 0:
-        st.caption(
-            f"{recs.n_events} events in this user's history. Score = w·attention + "
-            f"(1 − w)·content with w(n) = n / (n + κ) = **{recs.weight:.2f}** "
-            f"(κ = {recs.kappa:g}); all items ranked in {recs.elapsed_ms:.0f} ms."
+        st.progress(
+            recs.weight,
+            text=f"{events}: the attention model has w(n) = {recs.weight:.2f} of the score "
+            f"(κ = {recs.kappa:g}), content the rest",
         )
-        st.progress(recs.weight, text=f"attention model's share w(n) = {recs.weight:.2f}")
     elif recs.kappa is not None:  # the model could take part, but κ = ∞ was tuned here
         st.info(
-            f"{recs.n_events} events: at this history length content picks did better on "
-            "validation data (κ = ∞), so the blend gives content the full weight.",
+            f"{events}: at this history length content picks did better on validation data "
+            "(κ = ∞), so the blend gives content the full weight.",
             icon=":material/tune:",
         )
     else:
         st.info(
-            f"Cold start: {recs.n_events} event(s), the attention model joins from "
-            f"{recs.cold_start_threshold} known event(s). These are **{recs.source}** picks.",
+            f"Cold start, {events}: the attention model joins from "
+            f"{plural(recs.cold_start_threshold, 'known event')}. These are **{recs.source}** "
+            "picks.",
             icon=":material/ac_unit:",
         )
+    if recs.context_note:
+        st.caption(plain(recs.context_note))
+
+
+def recommendations(recs: Recommendations) -> None:
+    st.subheader("Recommended for you", help=SCORE_HELP)
+    status_line(recs)
     with st.container(key="rec_list"):
         for r in recs.items:
-            text_col, button_col = st.columns([5, 2], vertical_alignment="center")
-            text_col.markdown(
-                f"**{r.rank}. {plain(r.item.title)}** {SOURCE_LABEL.get(r.source, r.source)}  \n"
-                f"{item_caption(r.item)} · score {r.score:.3f}"
-            )
-            button_col.button(
-                "View",
-                key=f"rec_view_{r.item.id}",
-                on_click=record,
-                args=(r.item.id, "view"),
-                icon=KIND_ICON["view"],
-            )
+            with st.container(horizontal=True, vertical_alignment="center"):
+                st.markdown(
+                    f"**{r.rank}. {plain(r.item.title)}** {SOURCE_LABEL.get(r.source, r.source)}"
+                    f"  \n{item_caption(r.item)} · score {r.score:+.2f}",
+                    width="stretch",
+                )
+                st.button(
+                    "View",
+                    key=f"rec_view_{r.item.id}",
+                    on_click=record,
+                    args=(r.item.id, "view"),
+                    help="View this pick: one view event in the database",
+                )
+    if recs.new_items_note:
+        st.caption(plain(recs.new_items_note))
+    st.caption(f"All items ranked in {recs.elapsed_ms:.0f} ms.")
 
+
+@st.fragment
+def why(recs: Recommendations) -> None:
+    """The explanation of one pick; choosing another pick reruns only this part."""
     if not recs.items:
         return
     by_item = {r.item.id: r for r in recs.items}
@@ -119,22 +131,34 @@ def draw_recommendations(recs: Recommendations) -> None:
         st.session_state[EXPLAIN_KEY] = recs.items[0].item.id
     pick = by_item[
         st.selectbox(
-            "Explain pick",
+            "Why this pick?",
             options=list(by_item),
             format_func=lambda i: f"{by_item[i].rank}. {by_item[i].item.title}",
             key=EXPLAIN_KEY,
         )
     ]
-    st.markdown(f"{SOURCE_LABEL.get(pick.source, pick.source)} **{plain(pick.item.title)}**")
     explanation = service.explain(recs).get(pick.item.id)
     if explanation is not None:
-        explanation_panel(recs.history, explanation)
+        explanation_panel(recs.history, explanation, key="pick", stacked=True)
     elif pick.history_weights and recs.history:
-        st.caption(recs.weights_label)
+        label = (
+            "each history item's share of the content similarity"
+            if pick.source in ("content", "popularity")
+            else "the model's attention over the history"
+        )
+        st.caption(f"{SOURCE_LABEL.get(pick.source, pick.source)} pick: {label}.")
         frame = history_weights_frame(recs, pick)
-        st.altair_chart(history_weights_chart(frame), key="weights_chart", width="stretch")
+        st.altair_chart(
+            history_weights_chart(frame, "What this pick rests on"),
+            key="weights_chart",
+            width="stretch",
+        )
+    elif pick.source == "popularity":
+        st.caption("No history and no onboarding choices yet: this pick is among the most popular.")
     else:
-        st.caption("No history yet: this pick is simply popular.")
+        st.caption(
+            "This pick comes from your onboarding choices: it shares their categories and tags."
+        )
 
 
 def onboarding(recs: Recommendations) -> None:
@@ -144,22 +168,39 @@ def onboarding(recs: Recommendations) -> None:
         chosen = st.multiselect(
             "Categories",
             options,
-            default=[c for c in service.onboarding(user_id) if c in options],
-            key=f"onboarding_{user_id}",
+            default=[c for c in service.onboarding(visitor.user_id) if c in options],
+            key=f"onboarding_{visitor.user_id}",
         )
         if st.button("Save choices", key="save_onboarding"):
-            service.set_onboarding(user_id, chosen)
+            service.set_onboarding(visitor.user_id, chosen)
             st.rerun()
 
 
-with recs_col:
-    st.subheader("Recommended for this user")
-    recs = service.recommend_for_session(session_id, k=10)
-    if recs.n_events < 5:
-        onboarding(recs)
-    draw_recommendations(recs)
-    with st.expander(f"History ({recs.n_events} events, latest 20 first)"):
-        for h in reversed(service.history(user_id)[-20:]):
-            st.markdown(
+@st.fragment
+def shop() -> None:
+    """Catalog, list and explanation: a click reruns this part, not the sidebar."""
+    if error := st.session_state.pop("event_error", None):
+        st.error(plain(error))
+    # The model's work first, the drawing after: the browser then renders one burst of
+    # elements instead of competing with the explanation for the CPU (2 cores: ~40 ms a click).
+    recs = service.recommend_for_session(visitor.session_id, k=10, model=visitor.model)
+    service.explain(recs)  # cached for why() below
+    catalog_col, recs_col = st.columns([4, 6], gap="large")
+    with catalog_col:
+        catalog()
+    with recs_col:
+        if recs.n_events < 5:
+            onboarding(recs)
+        recommendations(recs)
+        st.divider()
+        why(recs)
+    with st.expander(f"History ({plural(recs.n_events, 'event')}, latest 20 first)"):
+        st.markdown(
+            "  \n".join(
                 f"{KIND_ICON.get(h.kind, '')} {plain(h.item.title)} · {plain(h.item.category)}"
+                for h in reversed(service.history(visitor.user_id)[-20:])
             )
+        )
+
+
+shop()

@@ -1,60 +1,80 @@
-"""Benchmarks: every model on MovieLens-1M with full ranking, and the other measured results.
+"""Benchmarks: headline numbers first, every model on MovieLens-1M, then the whole report.
 
 The numbers come from the files the bench scripts write (bench/results/*.json and
 docs/benchmarks.md); this page only reads them, it never trains."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from bench.ml1m_records import latest
-from ui.sidebar import sidebar
-from ui.state import get_service
-from ui.text import plain
+from bench.headlines import PUBLISHED_SASREC_NDCG, ml1m_sasrec
+from bench.ml1m_records import FULL, LABELS, RATING, latest, load_records
+from bench.report import BENCHMARKS_MD, report_sections
+from ui.charts import FIT_WIDTH
+from ui.layout import start_page
 
-st.set_page_config(page_title="Benchmarks · AttnRec Lab", layout="wide")
-sidebar(get_service())
-
-ROOT = Path(__file__).resolve().parent.parent
-ML1M_RESULTS = ROOT / "bench" / "results" / "ml1m.json"
-REPORT = ROOT / "docs" / "benchmarks.md"
-# Klenitskiy & Vasilev (RecSys 2023), same file and protocol: SASRec+ (cross-entropy).
-PUBLISHED_NDCG = 0.1821
-
+service, visitor = start_page("Benchmarks")
 st.title("Benchmarks")
-st.markdown(
-    "MovieLens-1M (the SASRec paper's file: 6,040 users, 3,416 items), last item of each user "
-    "held out, **every item ranked** (seen items removed, no sampled negatives). Baselines are "
-    "tuned on the validation item, never on test. Each row is the latest run of that model, "
-    "with its date; `python -m bench.ml1m` adds runs."
-)
 
+ml1m = ml1m_sasrec()
+status = service.model_status(visitor.model)
+cards = st.columns(3)
+if ml1m is not None:
+    cards[0].metric(
+        "SASRec, MovieLens-1M, NDCG@10",
+        f"{ml1m.ndcg:.4f}",
+        delta=f"published SASRec+ {ml1m.published_ndcg:.4f}",
+        delta_color="off",
+        delta_arrow="off",
+        border=True,
+    )
+    cards[1].metric(
+        "SASRec, MovieLens-1M, HR@10",
+        f"{ml1m.hr:.4f}",
+        delta=f"published SASRec+ {ml1m.published_hr:.4f}",
+        delta_color="off",
+        delta_arrow="off",
+        border=True,
+    )
+if status.ready and visitor.model in status.metrics:
+    mine = status.metrics[visitor.model]["test"]["ndcg@10"]
+    popular = status.metrics["popularity"]["test"]["ndcg@10"]
+    cards[2].metric(
+        f"{status.title} on this store, NDCG@10",
+        f"{mine:.3f}",
+        delta=f"{mine / max(popular, 1e-9):.1f}× popularity ({popular:.3f})",
+        delta_color="off",
+        delta_arrow="off",
+        border=True,
+    )
+
+st.subheader("Every model on MovieLens-1M")
+st.markdown(
+    "The SASRec paper's file (6,040 users, 3,416 items), last item of each user held out, "
+    "**every item ranked** (seen items removed, no sampled negatives). Baselines are tuned on the "
+    "validation item, never on test. Each row is the latest run of that model, with its date; "
+    "`python -m bench.ml1m` adds runs."
+)
 try:
-    records = json.loads(ML1M_RESULTS.read_text()) if ML1M_RESULTS.exists() else []
-    table = latest(records)
-except (ValueError, KeyError, TypeError) as exc:
-    st.error(plain(f"{ML1M_RESULTS} cannot be read ({exc!r}); rerun `python -m bench.ml1m`."))
+    table = latest(load_records())
+except (ValueError, KeyError, TypeError):
+    st.error("bench/results/ml1m.json cannot be read; rerun `python -m bench.ml1m`.")
     table = []
-ranking = [r for r in table if r.get("protocol") == "full ranking"]
-if not ranking:
-    st.info("No MovieLens-1M run recorded yet: run `python -m bench.ml1m`.")
-else:
+ranking = [r for r in table if r.get("protocol") == FULL]
+if ranking:
     frame = pd.DataFrame(
         [
             {
-                "model": r["model"],
+                "model": LABELS.get(r["model"], r["model"]),
                 "HR@10": r["hr@10"],
                 "NDCG@10": r["ndcg@10"],
                 "MRR@10": r["mrr@10"],
                 "coverage@10": r.get("coverage@10"),
-                "long-tail share@10": r.get("long_tail_share@10"),
                 "train time (s)": r.get("train_seconds"),
                 "epochs": r.get("epochs"),
+                "stopped by": r.get("stop_reason") or "",
                 "date": r.get("date"),
             }
             for r in ranking
@@ -62,33 +82,48 @@ else:
     )
     bars = (
         alt.Chart(frame)
-        .mark_bar()
+        .mark_bar(color="#3559e0")
         .encode(
             x=alt.X("NDCG@10:Q"),
-            y=alt.Y("model:N", sort="-x", title=None),
+            y=alt.Y("model:N", sort="-x", title=None, axis=alt.Axis(labelLimit=200)),
             tooltip=["model", "HR@10", "NDCG@10", "MRR@10", "date"],
         )
     )
     published = (
-        alt.Chart(pd.DataFrame({"NDCG@10": [PUBLISHED_NDCG]}))
-        .mark_rule(strokeDash=[4, 4], color="gray")
+        alt.Chart(pd.DataFrame({"NDCG@10": [PUBLISHED_SASREC_NDCG]}))
+        .mark_rule(strokeDash=[4, 4], color="#d1495b")
         .encode(x="NDCG@10:Q")
     )
-    st.altair_chart(bars + published, key="ml1m_chart", width="stretch")
-    st.caption(f"Dashed line: published SASRec+ NDCG@10 {PUBLISHED_NDCG} (same protocol).")
-    st.dataframe(frame, hide_index=True, key="ml1m_table")
+    st.altair_chart(
+        (bars + published).properties(height=30 * len(frame), autosize=FIT_WIDTH),
+        key="ml1m_chart",
+        width="stretch",
+    )
+    st.caption(
+        f"Dashed line: the published SASRec+ NDCG@10 {PUBLISHED_SASREC_NDCG} (Klenitskiy & "
+        "Vasilev 2023, same protocol). A model stopped by its time cap says so under “stopped "
+        "by”."
+    )
+    frame["epochs"] = pd.to_numeric(frame["epochs"]).astype("Int64")
+    st.dataframe(frame, hide_index=True, key="ml1m_table", width="stretch")
+else:
+    st.info("No MovieLens-1M run recorded yet: run `python -m bench.ml1m`.")
 
-ratings = [r for r in table if r.get("protocol") == "rating 90/10 split"]
+ratings = [r for r in table if r.get("protocol") == RATING]
 if ratings:
-    st.subheader("Rating prediction (explicit stars)")
-    st.dataframe(
-        pd.DataFrame(
-            [{"model": r["model"], "MAE": r.get("mae"), "RMSE": r.get("rmse")} for r in ratings]
-        ),
-        hide_index=True,
-        key="rating_table",
+    st.caption(
+        "Rating prediction (explicit stars, random 10 % of ratings held out): "
+        + ", ".join(
+            f"{LABELS.get(r['model'], r['model'])} RMSE {r.get('rmse')}, MAE {r.get('mae')}"
+            for r in ratings
+        )
+        + "."
     )
 
-if REPORT.exists():
-    with st.expander("Full benchmark report (docs/benchmarks.md)"):
-        st.markdown(REPORT.read_text())
+st.subheader("The whole report")
+if BENCHMARKS_MD.exists():
+    preface, sections = report_sections(BENCHMARKS_MD.read_text())
+    st.caption(preface.replace("\n", " "))  # the project's own text, not a visitor's
+    for title, body in sections:
+        with st.expander(title):
+            st.markdown(body)

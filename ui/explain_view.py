@@ -1,132 +1,147 @@
-"""The "why this pick" panel: the reason, attention next to what removing items really does,
-and how faithful the attention is. Titles are user-controlled text: only ever in charts (data,
-not HTML) or through ``plain()``."""
+"""The "why this pick" panel: a sentence, two verdicts, the weights next to what removing each item
+does, and the expert numbers behind a toggle. Titles are user-controlled text: only ever in
+charts (data, not HTML) or through ``plain()``."""
 
 from __future__ import annotations
 
 import math
 
-import altair as alt
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from recengine.explain import Explanation
-from recengine.service import HistoryItem
+from recengine.explain.summary import Verdict, pick_summary
+from recengine.recommendations import HistoryItem
+from ui.charts import bar_spec, short_label
 from ui.text import plain
 
-ATTENTION_METHODS = {"attention": "attention (last layer)", "rollout": "attention rollout"}
+SIGNAL_NAMES = {
+    "attention": "attention",
+    "rollout": "attention rollout",
+    "grad_input": "gradient × input",
+    "occlusion": "occlusion",
+}
+TONE_BADGE = {"good": "green", "mixed": "orange", "bad": "red"}
+# History items drawn by default (the ones that matter most); a toggle shows all.
+DEFAULT_ROWS = 10
 
 
-def _labels(history: list[HistoryItem]) -> list[str]:
-    return [f"{pos}. {h.item.title}" for pos, h in enumerate(history, 1)]
+def verdict_badge(verdict: Verdict | None) -> str:
+    if verdict is None:
+        return ""
+    return f":{TONE_BADGE[verdict.tone]}-badge[{plain(verdict.text)}]"
 
 
-def attribution_frame(history: list[HistoryItem], explanation: Explanation) -> pd.DataFrame:
-    """Long form: one row per history item and method (attention, rollout, occlusion)."""
-    labels = _labels(history)
+def attribution_frame(history: list[HistoryItem], e: Explanation) -> pd.DataFrame:
+    """One row per history item of the model's window: weight, score drop, rank without it."""
+    n = len(e.history)
+    shown = history[-n:] if n else []
     rows = []
-    arrays = {
-        "attention": explanation.attention,
-        "rollout": explanation.rollout,
-        "occlusion": explanation.occlusion,
-    }
-    for method, values in arrays.items():
-        if values is None:
-            continue
-        for pos, (label, h, value) in enumerate(zip(labels, history, values, strict=True), 1):
-            rows.append(
-                {
-                    "position": pos,
-                    "item": label,
-                    "kind": h.kind,
-                    "method": ATTENTION_METHODS.get(method, "score drop when removed"),
-                    "value": float(value),
-                    "rank_without": None
-                    if explanation.rank_without is None
-                    else int(explanation.rank_without[pos - 1]),
-                }
-            )
+    for pos, h in enumerate(shown):
+        rows.append(
+            {
+                "position": pos + 1,
+                "item": short_label(pos + 1, h.item.title),
+                "title": h.item.title,
+                "kind": h.kind,
+                "weight": float(e.attention[pos]) if e.attention is not None else math.nan,
+                "drop": float(e.occlusion[pos]) if e.occlusion is not None else math.nan,
+                "rank_without": int(e.rank_without[pos]) if e.rank_without is not None else None,
+            }
+        )
     return pd.DataFrame(
-        rows, columns=["position", "item", "kind", "method", "value", "rank_without"]
+        rows, columns=["position", "item", "title", "kind", "weight", "drop", "rank_without"]
     )
 
 
-def attention_chart(frame: pd.DataFrame) -> alt.Chart:
-    """Attention and rollout weights side by side per history item (each sums to 1)."""
-    data = frame[frame["method"].isin(ATTENTION_METHODS.values())]
-    order = data["item"].drop_duplicates().tolist()
-    return (
-        alt.Chart(data, title="What the model attends to")
-        .mark_bar()
-        .encode(
-            x=alt.X("value:Q", title="weight", scale=alt.Scale(domain=[0, 1])),
-            y=alt.Y("item:N", sort=order, title=None, axis=alt.Axis(labelLimit=220)),
-            yOffset="method:N",
-            color=alt.Color("method:N", legend=alt.Legend(orient="bottom", title=None)),
-            tooltip=["item", "kind", "method", alt.Tooltip("value:Q", format=".3f")],
+def most_telling(frame: pd.DataFrame, n: int = DEFAULT_ROWS) -> pd.DataFrame:
+    """The ``n`` rows with the largest weight or effect, in history order."""
+    if len(frame) <= n:
+        return frame
+    weight = frame["weight"].fillna(0).to_numpy()
+    drop = frame["drop"].fillna(0).abs().to_numpy()
+    score = weight / max(weight.max(), 1e-12) + drop / max(drop.max(), 1e-12)
+    keep = np.sort(np.argsort(-score, kind="stable")[:n])
+    return frame.iloc[keep]
+
+
+def faithfulness_frame(e: Explanation) -> pd.DataFrame:
+    def fmt(value: float) -> str:
+        return "–" if value is None or math.isnan(value) else f"{value:.3f}"
+
+    return pd.DataFrame(
+        [
+            {
+                "signal": SIGNAL_NAMES.get(name, name),
+                "Kendall τ vs occlusion": fmt(f.kendall_tau),
+                "drop: top item removed": fmt(f.drop_top),
+                "drop: random item": fmt(f.drop_random),
+                "drop: lowest item removed": fmt(f.drop_lowest),
+                f"comprehensiveness (top {f.k})": fmt(f.comprehensiveness),
+                f"sufficiency (top {f.k})": fmt(f.sufficiency),
+            }
+            for name, f in e.faithfulness.items()
+        ]
+    )
+
+
+def explanation_panel(
+    history: list[HistoryItem], e: Explanation, *, key: str, stacked: bool = False
+) -> None:
+    """The explanation of one attention pick (``e``) over the list's window ``history``;
+    ``stacked``: the two charts one above the other (a narrow column)."""
+    frame = attribution_frame(history, e)
+    summary = pick_summary(e, frame["title"].tolist())
+    st.markdown(f":material/lightbulb: {plain(summary.headline)}")
+    if e.reason is not None and e.reason.text:
+        st.caption(f"In short: {plain(e.reason.text)}")
+    badges = " ".join(
+        b for b in (verdict_badge(summary.attention), verdict_badge(summary.removal)) if b
+    )
+    if badges:
+        st.markdown(badges)
+    show_all = len(frame) > DEFAULT_ROWS and st.toggle(
+        f"Show all {len(frame)} history items", key=f"{key}_all"
+    )
+    data = frame if show_all else most_telling(frame)
+    left, right = (st.container(), st.container()) if stacked else st.columns(2)
+    weight_title = "this pick's own attention" if e.attention_pick_specific else "attention"
+    if e.attention is not None:
+        left.vega_lite_chart(
+            data,
+            bar_spec(data, "weight", f"What the model attends to ({weight_title})", "weight"),
+            key=f"{key}_weights",
+            width="stretch",
         )
-        .properties(height=max(120, 30 * len(order)))
+    else:
+        left.info("This model has no attention weights: only removals explain its picks.")
+    right.vega_lite_chart(
+        data,
+        bar_spec(
+            data,
+            "drop",
+            "What removing each item does",
+            "score drop without it",
+            signed=True,
+            extra_tooltip=[("rank_without", "rank without it")],
+        ),
+        key=f"{key}_drops",
+        width="stretch",
     )
-
-
-def occlusion_chart(frame: pd.DataFrame) -> alt.Chart:
-    """Score drop of the pick when each history item is removed (negative: it helps to remove)."""
-    data = frame[frame["method"] == "score drop when removed"]
-    order = data["item"].tolist()
-    return (
-        alt.Chart(data, title="What removing each item does")
-        .mark_bar()
-        .encode(
-            x=alt.X("value:Q", title="score drop when removed"),
-            y=alt.Y("item:N", sort=order, title=None, axis=alt.Axis(labelLimit=220)),
-            color=alt.condition(alt.datum.value > 0, alt.value("#4c78a8"), alt.value("#e45756")),
-            tooltip=[
-                "item",
-                "kind",
-                alt.Tooltip("value:Q", title="score drop", format=".3f"),
-                alt.Tooltip("rank_without:Q", title="rank without it"),
-            ],
-        )
-        .properties(height=max(120, 30 * len(order)))
+    scope = (
+        "each pick has its own weights"
+        if e.attention_pick_specific
+        else "self-attention of the last position: the same for every pick of this list"
     )
-
-
-def _fmt(value: float) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value:.3f}"
-
-
-def faithfulness_frame(explanation: Explanation) -> pd.DataFrame:
-    rows = [
-        {
-            "signal": ATTENTION_METHODS.get(name, name),
-            "Kendall τ vs occlusion": _fmt(f.kendall_tau),
-            "drop: top item removed": _fmt(f.drop_top),
-            "drop: random item (mean)": _fmt(f.drop_random),
-            "drop: lowest item removed": _fmt(f.drop_lowest),
-            f"comprehensiveness (top {f.k})": _fmt(f.comprehensiveness),
-            f"sufficiency (top {f.k})": _fmt(f.sufficiency),
-        }
-        for name, f in explanation.faithfulness.items()
-    ]
-    return pd.DataFrame(rows)
-
-
-def explanation_panel(history: list[HistoryItem], explanation: Explanation) -> None:
-    """Reason, the two charts and the faithfulness table for one pick."""
-    if explanation.reason is not None:
-        st.markdown(f":material/lightbulb: **{plain(explanation.reason.text)}**")
-        if explanation.reason.note:
-            st.caption(plain(explanation.reason.note))
-    shown = history[-len(explanation.history) :] if explanation.history else []
-    frame = attribution_frame(shown, explanation)
-    left, right = st.columns(2)
-    left.altair_chart(attention_chart(frame), key="attention_chart", width="stretch")
-    right.altair_chart(occlusion_chart(frame), key="occlusion_chart", width="stretch")
     st.caption(
-        f"Attention model alone: score {explanation.score:.3f}, rank {explanation.rank} among "
-        "unseen items. "
-        "Faithfulness: does the attention predict what removing items does to this pick? "
-        "A faithful signal has τ near 1, a top-item drop well above the random and lowest drops, "
-        "high comprehensiveness and low sufficiency (DeYoung et al., 2020)."
+        f"Attention: {scope}. Score drop: how much lower the model scores this pick without "
+        f"that item (red: the pick scores higher without it). The model alone ranks this pick "
+        f"#{e.rank} among items not yet seen; its scores are logits, only their order matters."
     )
-    st.dataframe(faithfulness_frame(explanation), hide_index=True, key="faithfulness_table")
+    if st.toggle("Show the faithfulness numbers", key=f"{key}_expert"):
+        st.dataframe(faithfulness_frame(e), hide_index=True, width="stretch")
+        st.caption(
+            "A faithful signal has τ near 1, a top-item drop well above the random and lowest "
+            "drops, high comprehensiveness and low sufficiency (DeYoung et al., 2020)."
+        )

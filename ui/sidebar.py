@@ -1,23 +1,46 @@
-"""The sidebar every page shares: who is browsing, in which session, and the model state."""
+"""The sidebar every page shares: who is browsing, with which model, in which session.
+
+Each browser session starts as its own guest (a Faker persona made on first use), so a visitor
+never writes into another person's history unless they pick that user on purpose. The choices
+live in ``st.session_state`` as ids and names only.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
 
 from db.errors import UnknownIdError
-from recengine.service import DEVICES, TIMES_OF_DAY, RecService
+from db.schema import DEVICES, TIMES_OF_DAY
+from recengine.service import MAX_NAME, RecService
 from ui.state import DATASET_KEY
 from ui.text import plain
 
 USER_KEY = "current_user"
+GUEST_KEY = "guest_user"
+MODEL_KEY = "current_model"
 DEVICE_KEY = "current_device"
 TIME_KEY = "current_time_of_day"
 SESSION_KEY = "session_id"
-SESSION_USER_KEY = "session_user_id"
+SESSION_OF_KEY = "session_of"  # (user, device, time of day) the session was started for
+
+
+@dataclass(frozen=True)
+class Visitor:
+    user_id: int
+    session_id: int
+    model: str
+    model_title: str
+    device: str
+    time_of_day: str
+
+    @property
+    def context(self) -> tuple[str, str]:
+        return self.device, self.time_of_day
 
 
 def widget_key(state_key: str) -> str:
@@ -30,6 +53,7 @@ def sticky_selectbox(
     state_key: str,
     format_func: Callable[[Any], str] = str,
     default: Any = None,
+    help: str | None = None,
 ) -> Any:
     """A selectbox whose choice survives page switches.
 
@@ -43,15 +67,28 @@ def sticky_selectbox(
     def keep() -> None:
         st.session_state[state_key] = st.session_state[widget_key(state_key)]
 
-    st.selectbox(label, options, key=widget_key(state_key), format_func=format_func, on_change=keep)
+    st.selectbox(
+        label,
+        options,
+        key=widget_key(state_key),
+        format_func=format_func,
+        on_change=keep,
+        help=help,
+    )
     return st.session_state[state_key]
 
 
-def _start_session(service: RecService, user_id: int) -> None:
-    st.session_state[SESSION_KEY] = service.start_session(
-        user_id, st.session_state[DEVICE_KEY], st.session_state[TIME_KEY]
-    )
-    st.session_state[SESSION_USER_KEY] = user_id
+def guest_user(service: RecService) -> int:
+    """This browser session's own guest, made on first use (once per session and dataset)."""
+    guests = st.session_state.setdefault(GUEST_KEY, {})
+    guest = guests.get(service.dataset.name)
+    if guest is not None:
+        with contextlib.suppress(UnknownIdError):
+            service.get_user(guest)
+            return guest
+    guest = service.create_user(guest=True)
+    guests[service.dataset.name] = guest
+    return guest
 
 
 def _pick_user_by_id(service: RecService) -> None:
@@ -66,52 +103,73 @@ def _pick_user_by_id(service: RecService) -> None:
 
 def _create_user(service: RecService) -> None:
     # A callback runs before the widgets exist, so it may select the new user and clear the box.
-    name = st.session_state.get("new_user_name", "").strip()
-    st.session_state[USER_KEY] = service.create_user(name or None)
+    name = st.session_state.get("new_user_name", "")
+    try:
+        st.session_state[USER_KEY] = service.create_user(name.strip() or None)
+    except ValueError as exc:
+        st.session_state["new_user_error"] = str(exc)  # the name stays in the box to be fixed
+        return
     st.session_state["new_user_name"] = ""
 
 
-def current_session(service: RecService) -> tuple[int, int]:
-    """(user_id, session_id) of the person browsing; starts a session on first use."""
-    user_id = st.session_state[USER_KEY]
-    if st.session_state.get(SESSION_USER_KEY) != user_id or SESSION_KEY not in st.session_state:
-        _start_session(service, user_id)
-    return user_id, st.session_state[SESSION_KEY]
+def select_user(user_id: int) -> None:
+    """Browse as ``user_id`` from now on (a scenario card, a lab persona)."""
+    st.session_state[USER_KEY] = user_id
 
 
-def sidebar(service: RecService) -> int:
-    """Draw the shared sidebar; returns the chosen user id."""
+def current_model(service: RecService) -> str:
+    """The sequence model this visitor chose (their own choice; the dataset's default at first)."""
+    usable = [m.name for m in service.models() if m.ready]
+    choice = st.session_state.get(MODEL_KEY)
+    if choice not in usable:
+        choice = service.default_model()
+        st.session_state[MODEL_KEY] = choice
+    return choice
+
+
+def current_session(service: RecService, user_id: int, device: str, time_of_day: str) -> int:
+    """The visitor's session: a new one when the user or the context changes (a session has
+    one device and one time of day, which the context-aware model reads)."""
+    wanted = (user_id, device, time_of_day)
+    if st.session_state.get(SESSION_OF_KEY) != wanted or SESSION_KEY not in st.session_state:
+        st.session_state[SESSION_KEY] = service.start_session(user_id, device, time_of_day)
+        st.session_state[SESSION_OF_KEY] = wanted
+    return st.session_state[SESSION_KEY]
+
+
+def _user_options(service: RecService, guest: int) -> dict[int, str]:
+    users = {u.id: u for u in service.list_users(without_app_users=True)}
+    labels = {guest: "You (guest)"}
+    current = st.session_state.get(USER_KEY)
+    if current is not None and current not in users and current != guest:
+        with contextlib.suppress(UnknownIdError):  # picked by id or made here on purpose
+            users[current] = service.get_user(current)
+    for uid, user in users.items():
+        labels[uid] = f"#{uid} {user.name}"
+    return labels
+
+
+def sidebar(service: RecService) -> Visitor:
+    """Draw the shared sidebar; who is browsing, with which model, in which session."""
     with st.sidebar:
         datasets = [d.name for d in service.repo.datasets()]
         if len(datasets) > 1:
             sticky_selectbox("Dataset", datasets, DATASET_KEY, default=service.dataset.name)
         st.subheader("Who is browsing")
-        users = {u.id: u for u in service.list_users()}
-        # The list is capped (MovieLens has 6,040 users): the current user is always an option,
-        # so choosing one by id or creating one never silently switches to someone else.
-        current = st.session_state.get(USER_KEY)
-        if current is not None and current not in users:
-            with contextlib.suppress(UnknownIdError):  # gone, or of another dataset
-                users[current] = service.get_user(current)
-        if not users:
-            st.info("No users yet: create one below.")
-        else:
-            sticky_selectbox(
-                "User",
-                list(users),
-                USER_KEY,
-                format_func=lambda uid: (
-                    f"#{uid} {users[uid].name}"
-                    + (" (new)" if users[uid].persona.get("created_in") == "app" else "")
-                ),
-            )
+        guest = guest_user(service)
+        labels = _user_options(service, guest)
+        user_id = sticky_selectbox(
+            "User", list(labels), USER_KEY, format_func=lambda uid: labels[uid], default=guest
+        )
         with st.expander("Pick a user by id"):
             st.number_input("User id", min_value=1, step=1, key="user_id_input")
             st.button("Go", key="go_user", on_click=_pick_user_by_id, args=(service,))
             if error := st.session_state.pop("user_id_error", None):
                 st.error(plain(error))
         with st.expander("Create a new user"):
-            st.text_input("Name (empty: a Faker name)", key="new_user_name", max_chars=120)
+            st.text_input(
+                f"Name (at most {MAX_NAME} characters; empty: a Faker name)", key="new_user_name"
+            )
             st.button(
                 "Create user",
                 key="create_user",
@@ -119,30 +177,41 @@ def sidebar(service: RecService) -> int:
                 on_click=_create_user,
                 args=(service,),
             )
-        sticky_selectbox("Device", DEVICES, DEVICE_KEY)
-        sticky_selectbox("Time of day", TIMES_OF_DAY, TIME_KEY)
-        if users and st.button("Start a new session", key="new_session", icon=":material/refresh:"):
-            _start_session(service, st.session_state[USER_KEY])
+            if error := st.session_state.pop("new_user_error", None):
+                st.error(plain(error))
 
-        if users:
-            try:
-                user = service.get_user(st.session_state[USER_KEY])
-            except UnknownIdError as exc:
-                st.error(plain(exc))
-                st.stop()
-            interests = (user.persona or {}).get("interests")
-            if interests:
-                top = sorted(interests.items(), key=lambda kv: -kv[1])[:3]
-                st.caption("Interests: " + plain(", ".join(f"{c} {w:.0%}" for c, w in top)))
-            if SESSION_KEY in st.session_state:
-                st.caption(f"Session #{st.session_state[SESSION_KEY]}")
-
-        st.divider()
-        if service.model_status().ready:
-            st.caption(":material/check_circle: Attention model loaded")
+        infos = {m.name: m for m in service.models() if m.ready}
+        if infos:
+            model = sticky_selectbox(
+                "Model",
+                list(infos),
+                MODEL_KEY,
+                format_func=lambda name: infos[name].title,
+                default=service.default_model(),
+                help="Every model trained on this dataset; the Model Lab trains more.",
+            )
         else:
-            st.caption(":material/warning: Attention model unavailable: content picks only")
-        st.caption("Database: " + plain(service.database_location))
-    if not users:
-        st.stop()
-    return st.session_state[USER_KEY]
+            model = current_model(service)
+        device = sticky_selectbox("Device", DEVICES, DEVICE_KEY, default="desktop")
+        time_of_day = sticky_selectbox("Time of day", TIMES_OF_DAY, TIME_KEY, default="afternoon")
+        if st.button("Start a new session", key="new_session", icon=":material/refresh:"):
+            st.session_state.pop(SESSION_OF_KEY, None)
+        session_id = current_session(service, user_id, device, time_of_day)
+
+        user = service.get_user(user_id)
+        interests = (user.persona or {}).get("interests")
+        if interests:
+            top = sorted(interests.items(), key=lambda kv: -kv[1])[:3]
+            st.caption("Interests: " + plain(", ".join(f"{c} {w:.0%}" for c, w in top)))
+        st.caption(f"Session #{session_id}")
+        st.divider()
+        status = service.model_status(model)
+        if status.ready:
+            st.caption(f":material/check_circle: {plain(status.title)} serves the lists")
+        else:
+            st.caption(":material/warning: No attention model yet: content picks only")
+        st.caption(
+            ":material/group: This demo store is shared: what you click is stored in "
+            f"{plain(service.database_name)}, and anyone who picks your user sees it."
+        )
+    return Visitor(user_id, session_id, model, status.title, device, time_of_day)

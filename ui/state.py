@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 
 import streamlit as st
+import torch
 
 from db.errors import DataError
 from recengine.service import RecService
@@ -19,7 +20,9 @@ DATASET_KEY = "current_dataset"
     show_spinner="Opening the database (first start makes the synthetic world)…", max_entries=8
 )
 def _service(dataset: str) -> RecService:
-    service = RecService(Settings.from_env().with_(dataset=dataset))
+    settings = Settings.from_env().with_(dataset=dataset)
+    torch.set_num_threads(max(1, settings.torch_threads))
+    service = RecService(settings)
     service.ensure_database()
     service.load_model()
     # The model, catalog and ORM objects live as long as the process: move them out of the
