@@ -96,6 +96,48 @@ def trained_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return state_dir
 
 
+# The other sequence models of the zoo, tiny, for the pages that switch models.
+ZOO_MODELS = ("tisasrec", "context_sasrec", "din", "gru4rec")
+ZOO_TRAIN = TrainConfig(max_epochs=6, eval_every=3, patience=4, time_budget_s=600, seed=7)
+# DIN with the zoo's own settings (Adam, small batches), long enough for its activation unit to
+# tell candidates apart (its target attention rows then differ visibly).
+ZOO_DIN_TRAIN = TrainConfig(
+    max_epochs=20, batch_size=32, lr=3e-3, weight_decay=0.0, optimizer="adam", eval_every=5,
+    patience=4, time_budget_s=600, seed=7,
+)  # fmt: skip
+ZOO_MODEL_CONFIGS: dict[str, dict[str, object]] = {
+    "tisasrec": TINY_MODEL,
+    "context_sasrec": TINY_MODEL,
+    "din": {"d_model": 16, "max_len": 30, "attention_hidden": [16, 8], "mlp_hidden": [16],
+            "n_negatives": 20},
+    "gru4rec": {"embedding_dim": 32, "hidden_size": 32, "max_len": 30},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def zoo_state(trained_state: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained state with every sequence model of the zoo trained too (tiny, few epochs),
+    each with the fixed test κ."""
+    state_dir = tmp_path_factory.mktemp("zoo-state")
+    shutil.copytree(trained_state, state_dir, dirs_exist_ok=True)
+    service = RecService(tiny_settings(state_dir))
+    service.ensure_database()
+    for name in ZOO_MODELS:
+        train = ZOO_DIN_TRAIN if name == "din" else ZOO_TRAIN
+        service.train_model(name, train_config=train, model_config=ZOO_MODEL_CONFIGS[name])
+        use_fixed_kappa(service, TEST_KAPPA, name)
+    service.engine.dispose()
+    return state_dir
+
+
+@pytest.fixture
+def zoo_dir(zoo_state: Path, tmp_path: Path) -> Path:
+    """A private copy of the state with every model trained."""
+    copy = tmp_path / "zoo"
+    shutil.copytree(zoo_state, copy)
+    return copy
+
+
 @pytest.fixture
 def state_dir(trained_state: Path, tmp_path: Path) -> Path:
     """A private copy of the trained state for one test."""

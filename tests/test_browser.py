@@ -1,23 +1,34 @@
-"""One real-browser flow: Debian's Chromium, driven by Playwright, against `streamlit run`."""
+"""What a person sees: every page in Debian's Chromium, driven by Playwright, against
+`streamlit run`. Each flow performs a page's main action and checks the visible change, and
+every chart must draw marks (coloured pixels), not only its labels.
+"""
 
 from __future__ import annotations
 
-import os
+import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bench.app_server import CHROMIUM, app_server, drawn_share, launch, open_page, wait_idle
 from tests.conftest import count_events
 
-CHROMIUM = os.environ.get("RECDEMO_CHROMIUM", "/usr/bin/chromium")
-ROOT = Path(__file__).resolve().parent.parent
+CHARTS = "[data-testid='stVegaLiteChart'], [data-testid='stArrowVegaLiteChart']"
+MIN_DRAWN = 0.005  # share of coloured pixels below which a chart counts as empty (look.py's)
+PAGES = (
+    "",
+    "Session_Simulator",
+    "Attention_Explorer",
+    "Cold_Start_Lab",
+    "Model_Lab",
+    "Data",
+    "Benchmarks",
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -29,122 +40,202 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        yield pw
 
 
-def wait_for_health(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited early with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                if resp.read().decode().strip() == "ok":
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"streamlit did not answer {url}/_stcore/health in {timeout} s")
+@pytest.fixture(scope="module")
+def browser(playwright: Any) -> Iterator[Any]:
+    chromium = launch(playwright)
+    yield chromium
+    chromium.close()
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    state: Path  # the server's own copy of the state (its app.db)
+
+
+@pytest.fixture(scope="module")
+def zoo_server(zoo_state: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The app on a private copy of the tiny world with every model of the zoo trained."""
+    state = tmp_path_factory.mktemp("browser-zoo") / "state"
+    shutil.copytree(zoo_state, state)
+    with app_server(state, state.parent / "streamlit.log", {"RECDEMO_WORLD_SIZE": "tiny"}) as url:
+        yield Server(url, state)
 
 
 @pytest.fixture
-def server(state_dir: Path, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "RECDEMO_STATE_DIR": str(state_dir),
-        "RECDEMO_WORLD_SIZE": "tiny",
-        "RECDEMO_DEVICE": "cpu",
-    }
-    env.pop("RECDEMO_DATABASE_URL", None)
-    log = (tmp_path / "streamlit.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.fileWatcherType",
-            "none",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_health(url, proc)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh tab (a new browser session: a new guest) at 1280 × 1000 px."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    tab = context.new_page()
+    yield tab
+    context.close()
 
 
-def rec_titles(page) -> list[str]:  # type: ignore[no-untyped-def]
-    """The text of each recommended item, in rank order."""
+def settle(page: Any, changed: Any, timeout: float = 60) -> None:
+    """Wait until the script is idle and ``changed()`` holds (the visible change)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        wait_idle(page, 60_000)
+        if changed():
+            return
+        assert time.monotonic() < deadline, "the page did not show the change"
+        page.wait_for_timeout(100)
+
+
+def charts_drawn(page: Any, locator: Any) -> list[float]:
+    """The drawn share of each chart of ``locator``, after Vega had time to draw."""
+    page.wait_for_timeout(800)
+    shares = []
+    for i in range(locator.count()):
+        chart = locator.nth(i)
+        chart.scroll_into_view_if_needed()
+        shares.append(drawn_share(chart.screenshot()))
+    return shares
+
+
+def rec_titles(page: Any) -> list[str]:
     picks = page.locator(".st-key-rec_list [data-testid='stMarkdownContainer'] strong")
     return [p.inner_text() for p in picks.all()]
 
 
-def wait_idle(page) -> None:  # type: ignore[no-untyped-def]
-    page.wait_for_selector(
-        "[data-testid='stApp'][data-test-script-state='notRunning']", timeout=60_000
-    )
+def choose(page: Any, label: str, option: str) -> None:
+    """Pick ``option`` in the selectbox labelled ``label``."""
+    page.get_by_role("combobox", name=label, exact=True).first.click()
+    page.get_by_role("option", name=option, exact=True).click()
 
 
-def test_click_an_item_and_see_the_list_update(
-    server: str, state_dir: Path, tmp_path: Path
+# ---- every page, two widths --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("width", [1280, 1440])
+def test_every_page_opens_and_every_chart_draws(
+    zoo_server: Server, browser: Any, width: int
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
-    shutil.rmtree(tmp_path / "profile", ignore_errors=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-quic",
-            ],
+    context = browser.new_context(viewport={"width": width, "height": 1000})
+    tab = context.new_page()
+    try:
+        for path in PAGES:
+            open_page(tab, f"{zoo_server.url}/{path}")
+            assert tab.locator("[data-testid='stException']").count() == 0, path
+            shares = charts_drawn(tab, tab.locator(CHARTS))
+            assert all(s >= MIN_DRAWN for s in shares), (path, shares)
+        # The entry page reads "Home" in the navigation, not its file name.
+        first = tab.locator("[data-testid='stSidebarNav'] li").first
+        assert "Home" in first.evaluate(
+            "e => getComputedStyle(e.querySelector('[data-testid=stMarkdownContainer]'),"
+            " '::after').content"
         )
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{server}/Session_Simulator", wait_until="domcontentloaded")
-            page.get_by_role("heading", name="Session Simulator").wait_for(timeout=60_000)
-            wait_idle(page)
-            before = rec_titles(page)
-            assert before, "the recommendation list is empty"
+    finally:
+        context.close()
 
-            events_before = count_events(state_dir)
-            page.get_by_role("button", name="Buy").first.click()
-            deadline = time.monotonic() + 60
-            after = before
-            while after == before and time.monotonic() < deadline:
-                time.sleep(0.5)
-                wait_idle(page)
-                after = rec_titles(page)
-            page.screenshot(path=str(tmp_path / "simulator.png"), full_page=True)
-            assert after != before, "the recommendations did not change after a purchase"
-            assert count_events(state_dir) == events_before + 1
-        finally:
-            browser.close()
+
+# ---- Session Simulator ----------------------------------------------------------------
+
+
+def test_a_purchase_is_one_event_updates_the_list_and_the_explanation_draws(
+    zoo_server: Server, page: Any
+) -> None:
+    open_page(page, zoo_server.url)
+    page.get_by_role("button", name="Browse as a regular").click()
+    page.get_by_role("heading", name="Session Simulator").wait_for(timeout=60_000)
+    settle(page, lambda: len(rec_titles(page)) == 10)
+    before = rec_titles(page)
+    charts = page.locator(CHARTS)
+    settle(page, lambda: charts.count() >= 2)
+    assert all(s >= MIN_DRAWN for s in charts_drawn(page, charts)), "an empty explanation chart"
+    assert page.get_by_text(re.compile("The model leaned most on")).count() == 1
+
+    history = page.get_by_text(re.compile(r"^History \("))
+    events = int(re.search(r"\(([\d,]+) event", history.first.inner_text()).group(1))
+    stored = count_events(zoo_server.state)
+    page.get_by_role("button", name="Buy").first.click()
+    settle(page, lambda: f"({events + 1} events" in history.first.inner_text())
+    settle(page, lambda: rec_titles(page) != before)
+    assert len(rec_titles(page)) == 10
+    assert count_events(zoo_server.state) == stored + 1
+
+
+# ---- Attention Explorer ----------------------------------------------------------------
+
+
+def test_the_heatmap_changes_with_the_head_and_a_removal_changes_the_picks(
+    zoo_server: Server, page: Any
+) -> None:
+    open_page(page, f"{zoo_server.url}/Attention_Explorer")
+    heatmap = page.locator(".st-key-explorer_matrix").locator(CHARTS).first
+    if heatmap.count() == 0:
+        heatmap = page.locator(CHARTS).first
+    [share] = charts_drawn(page, heatmap)
+    assert share >= MIN_DRAWN
+    mean_of_heads = heatmap.screenshot()
+    choose(page, "Heads", "head 1")
+    settle(page, lambda: heatmap.screenshot() != mean_of_heads)
+    assert drawn_share(heatmap.screenshot()) >= MIN_DRAWN
+
+    picks = page.locator("p").filter(has_text=re.compile(r"^Picks:"))
+    removes = page.get_by_role("button", name="close")
+    settle(page, lambda: removes.count() > 0 and picks.count() == 1)
+    before = picks.first.inner_text()
+    n = removes.count()
+    removes.last.click()  # what if the last item had not happened?
+    settle(page, lambda: removes.count() == n - 1)
+    settle(page, lambda: picks.first.inner_text() != before)
+
+
+def test_din_gives_every_pick_its_own_row(zoo_server: Server, page: Any) -> None:
+    open_page(page, f"{zoo_server.url}/Attention_Explorer")
+    choose(page, "Model", "DIN (target attention)")
+    target = page.get_by_role("radio", name="Target attention")  # a segmented control
+    settle(page, lambda: target.count() == 1)
+    target.click()
+    note = page.get_by_text(re.compile("every row is different"))
+    settle(page, lambda: note.count() == 1)
+    largest = float(re.search(r"here: ([\d.e-]+)", note.first.inner_text()).group(1))
+    assert largest > 0  # the picks' rows differ
+    shares = charts_drawn(page, page.locator(CHARTS))
+    assert shares and all(s >= MIN_DRAWN for s in shares)
+
+
+# ---- Cold-Start Lab ----------------------------------------------------------------
+
+
+def test_the_demo_kappa_changes_w_and_a_new_item_is_ranked(zoo_server: Server, page: Any) -> None:
+    open_page(page, f"{zoo_server.url}/Cold_Start_Lab")
+    page.get_by_role("button", name="New persona").click()
+    next_click = page.get_by_role("button", name="Next click")
+    settle(page, lambda: next_click.count() == 1)
+    for step in (2, 3, 4):
+        next_click.click()
+        settle(page, lambda s=step: page.get_by_text(re.compile(rf"^Step {s}")).count() == 1)
+    share = page.locator("[data-testid='stMetric']").filter(has_text="w(n)")
+    without = share.inner_text()
+    page.get_by_text("Demo κ for this session").click()  # κ = 4: w(3) = 3 / 7
+    settle(page, lambda: share.inner_text() != without)
+    assert "0.43" in share.inner_text()
+    charts = charts_drawn(page, page.locator(CHARTS))
+    assert charts and all(s >= MIN_DRAWN for s in charts)
+
+    page.get_by_role("textbox", name="Title").fill("Zoom Lens Z9")
+    page.get_by_role("textbox", name="Tags (comma-separated)").fill("lens, zoom")
+    page.get_by_role("button", name="Add to the catalog").click()
+    ranked = page.get_by_text(re.compile(r"Zoom Lens Z9.*ranked"))
+    settle(page, lambda: ranked.count() == 1)
+
+
+# ---- Model Lab ----------------------------------------------------------------
+
+
+def test_choosing_the_active_model_changes_who_serves(zoo_server: Server, page: Any) -> None:
+    open_page(page, f"{zoo_server.url}/Model_Lab")
+    line = page.get_by_text(re.compile("Browsing as"))
+    assert "model SASRec" in line.first.inner_text()
+    page.get_by_role("radio", name="GRU4Rec (recurrent, no attention)").click()
+    settle(page, lambda: "model GRU4Rec" in line.first.inner_text())
