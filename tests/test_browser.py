@@ -239,3 +239,26 @@ def test_choosing_the_active_model_changes_who_serves(zoo_server: Server, page: 
     assert "model SASRec" in line.first.inner_text()
     page.get_by_role("radio", name="GRU4Rec (recurrent, no attention)").click()
     settle(page, lambda: "model GRU4Rec" in line.first.inner_text())
+
+
+@pytest.mark.parametrize(
+    "title", ["DIN (target attention)", "TiSASRec (position & time)", "Context-aware SASRec"]
+)
+def test_each_attention_model_serves_and_explains_in_the_simulator(
+    zoo_server: Server, page: Any, title: str
+) -> None:
+    open_page(page, zoo_server.url)
+    page.get_by_role("button", name="Browse as a regular").click()
+    page.get_by_role("heading", name="Session Simulator").wait_for(timeout=60_000)
+    settle(page, lambda: len(rec_titles(page)) == 10)
+    before = rec_titles(page)
+    choose(page, "Model", title)
+    line = page.get_by_text(re.compile("Browsing as"))
+    settle(page, lambda: f"model {title}" in line.first.inner_text())
+    settle(page, lambda: len(rec_titles(page)) == 10 and rec_titles(page) != before)
+    headline = page.get_by_text(re.compile("The model leaned most on"))
+    settle(page, lambda: headline.count() == 1 and len(rec_titles(page)) == 10)
+    assert page.locator("[data-testid='stException']").count() == 0
+    charts = page.locator(CHARTS)
+    settle(page, lambda: charts.count() >= 1)
+    assert all(s >= MIN_DRAWN for s in charts_drawn(page, charts)), "an empty explanation chart"
