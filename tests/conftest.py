@@ -18,6 +18,7 @@ import torch
 from db.engine import create_schema
 from db.synthetic import WORLD_SIZES, seed_database
 from recengine.blend import BUCKET_NAMES, BlendConfig, save_blend_config
+from recengine.recommendations import HistoryItem
 from recengine.service import DEFAULT_MODEL_CONFIG, RecService
 from recengine.settings import Settings
 from recengine.training import TrainConfig
@@ -53,6 +54,15 @@ def count_events(state_dir: Path) -> int:
     service = RecService(tiny_settings(state_dir))
     try:
         return service.counts()["events"]
+    finally:
+        service.engine.dispose()
+
+
+def latest_event(state_dir: Path, user_id: int) -> HistoryItem:
+    """The user's most recent event, read through a fresh service."""
+    service = RecService(tiny_settings(state_dir))
+    try:
+        return service.history(user_id)[-1]
     finally:
         service.engine.dispose()
 

@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from db.synthetic import seed_database
 from recengine.service import MAX_NAME, RecService
-from tests.conftest import TEST_KAPPA, count_events, tiny_settings
+from tests.conftest import TEST_KAPPA, count_events, latest_event, tiny_settings
 
 TIMEOUT = 90  # torch's cold import alone takes seconds
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,19 +182,29 @@ def test_pick_a_user_by_id_beyond_the_list(app_env: Path) -> None:
 # ---- Session Simulator --------------------------------------------------------------------------
 
 
+def catalog_click(at: AppTest, key: str) -> None:
+    """Click a catalog button, then run the page again. The click reruns only the picks
+    fragment, and AppTest's tree then holds only what that run drew (a browser keeps the
+    catalog on screen; tests/test_browser.py checks that)."""
+    at.button(key=key).click().run()
+    assert not at.exception
+    at.run()
+
+
 def test_a_click_writes_an_event_and_changes_the_recommendations(app_env: Path) -> None:
     at = open_page(SIMULATOR, user_id=1)
     before = rec_ids(at)
     events_before = count_events(app_env)
     key = next(b.key for b in at.button if b.key and b.key.startswith("view_"))
     item_id = int(key.removeprefix("view_"))
-    at.button(key=key).click().run()
+    catalog_click(at, key)
     assert not at.exception
     assert count_events(app_env) == events_before + 1
     after = rec_ids(at)
     assert after != before
     assert len(after) == 10
-    assert at.session_state["last_event"] == ("view", item_id)
+    latest = latest_event(app_env, user_id=1)
+    assert (latest.kind, latest.item.id) == ("view", item_id)
 
 
 def test_a_guest_starts_cold_then_the_attention_model_joins(app_env: Path) -> None:
@@ -204,7 +214,7 @@ def test_a_guest_starts_cold_then_the_attention_model_joins(app_env: Path) -> No
     assert "this pick is among the most popular" in texts(at)  # no history: said so
     for kind in ("view", "cart", "purchase"):
         key = next(b.key for b in at.button if b.key and b.key.startswith(f"{kind}_"))
-        at.button(key=key).click().run()
+        catalog_click(at, key)
         assert not at.exception
     assert "attention" in rec_sources(at)
     assert "Cold start" not in texts(at)
@@ -237,7 +247,7 @@ def test_onboarding_choices_each_get_picks_and_w_appears_after_a_click(app_env: 
     assert rec_sources(at) == {"content"}
 
     key = next(b.key for b in at.button if b.key and b.key.startswith("view_"))
-    at.button(key=key).click().run()
+    catalog_click(at, key)
     assert not at.exception
     shown = [p.proto.text for p in at.get("progress")]  # w(n) = 1 / (1 + κ) after one click
     assert any(f"w(n) = {1 / (1 + TEST_KAPPA):.2f}" in text for text in shown)
@@ -274,7 +284,7 @@ def test_the_explanation_follows_the_pick_and_says_why_in_words(app_env: Path) -
     assert "Kendall τ vs occlusion" in table.columns and len(table) >= 1
     # After a click the chosen item stays explained if it is still recommended, else the top one.
     key = next(b.key for b in at.button if b.key and b.key.startswith("view_"))
-    at.button(key=key).click().run()
+    catalog_click(at, key)
     now = rec_ids(at)
     assert at.selectbox(key="explain_item").value == (pick if pick in now else now[0])
 
@@ -295,7 +305,7 @@ def test_simulator_on_an_imported_movielens_dataset(
     captions = [m.value for m in at.markdown]
     assert any(c.endswith("Drama · 1996") for c in captions)  # category · year, no price
     key = next(b.key for b in at.button if b.key and b.key.startswith("view_"))
-    at.button(key=key).click().run()
+    catalog_click(at, key)
     assert not at.exception
     assert rec_sources(at) <= {"content", "popularity"}
 

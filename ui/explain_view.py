@@ -110,7 +110,7 @@ def explanation_panel(
     if e.attention is not None:
         left.vega_lite_chart(
             data,
-            bar_spec(data, "weight", f"What the model attends to ({weight_title})", "weight"),
+            bar_spec("weight", f"What the model attends to ({weight_title})", "weight"),
             key=f"{key}_weights",
             width="stretch",
         )
@@ -119,7 +119,6 @@ def explanation_panel(
     right.vega_lite_chart(
         data,
         bar_spec(
-            data,
             "drop",
             "What removing each item does",
             "score drop without it",
