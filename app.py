@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from bench.headlines import ml1m_sasrec
+from ui.headline_cards import ml1m_card, store_card
 from ui.layout import start_page
 from ui.scenarios import SCENARIOS, run_scenario
 from ui.text import plain
@@ -31,43 +32,22 @@ st.subheader("Headline numbers")
 cols = st.columns(3)
 status = service.model_status(visitor.model)
 if status.ready and visitor.model in status.metrics:
-    mine = status.metrics[visitor.model]["test"]
-    popular = status.metrics["popularity"]["test"]
-    cols[0].metric(
-        f"{status.title} on this store: NDCG@10",
-        f"{mine['ndcg@10']:.3f}",
-        delta=f"{mine['ndcg@10'] / max(popular['ndcg@10'], 1e-9):.1f}× popularity",
-        delta_color="off",
-        delta_arrow="off",
-        help=(
-            "Each user's last event held out, every item ranked (no sampled negatives). "
-            f"Popularity: {popular['ndcg@10']:.3f}. {mine['n_cases']:,} test users."
-        ),
-    )
-    cols[1].metric(
-        f"{status.title} on this store: HR@10",
-        f"{mine['hr@10']:.3f}",
-        delta=f"popularity {popular['hr@10']:.3f}",
-        delta_color="off",
-        delta_arrow="off",
-    )
+    store_card(cols[0], status, visitor.model, "ndcg")
+    store_card(cols[1], status, visitor.model, "hr")
 else:
     cols[0].info(
         f"No attention model for this dataset yet: {plain(status.message)}",
         icon=":material/info:",
     )
-ml1m = ml1m_sasrec()
-if ml1m is not None:
-    cols[2].metric(
-        "SASRec on MovieLens-1M: NDCG@10",
-        f"{ml1m.ndcg:.4f}",
-        delta=f"published SASRec+ {ml1m.published_ndcg:.4f}",
-        delta_color="off",
-        delta_arrow="off",
+if (ml1m := ml1m_sasrec()) is not None:
+    ml1m_card(
+        cols[2],
+        ml1m,
+        "ndcg",
         help=(
             "The SASRec paper's file, full ranking, last item held out; the published figure is "
-            "Klenitskiy & Vasilev (RecSys 2023). Recorded on "
-            f"{ml1m.date}; the Benchmarks page has the whole table."
+            f"Klenitskiy & Vasilev (RecSys 2023). Recorded on {ml1m.date}; the Benchmarks page "
+            "has the whole table."
         ),
     )
 

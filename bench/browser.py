@@ -259,8 +259,11 @@ def render(result: dict[str, Any]) -> str:
         f"{result['app_torch_threads']} thread(s) (`RECDEMO_TORCH_THREADS`); "
         f"Chromium {result['width']} × 900 px, "
         f"load average before / after {result['load_before']} / {result['load_after']}. "
-        "Click: from the click to the page idle with the change visible. "
-        f"The Simulator's user has {result['history_events']} events.",
+        "Click: from the click to the page's last change once the change is visible. "
+        f"The Simulator's user has {result['history_events']} events. Where the time goes: "
+        "*script run done* is the click until the app marks the run finished (the server's "
+        "run, the messages, and the browser applying each element as it arrives); *drawing "
+        "after* is the rest (Vega drawing the charts' marks).",
         "",
         "| click | p50 ms | p95 ms | p99 ms | clicks | p50: script run done | p50: drawing after |",
         "|---|---|---|---|---|---|---|",

@@ -13,6 +13,7 @@ from bench.headlines import PUBLISHED_SASREC_NDCG, ml1m_sasrec
 from bench.ml1m_records import FULL, LABELS, RATING, latest, load_records
 from bench.report import BENCHMARKS_MD, report_sections
 from ui.charts import FIT_WIDTH
+from ui.headline_cards import ml1m_card, store_card
 from ui.layout import start_page
 
 service, visitor = start_page("Benchmarks")
@@ -22,33 +23,10 @@ ml1m = ml1m_sasrec()
 status = service.model_status(visitor.model)
 cards = st.columns(3)
 if ml1m is not None:
-    cards[0].metric(
-        "SASRec, MovieLens-1M, NDCG@10",
-        f"{ml1m.ndcg:.4f}",
-        delta=f"published SASRec+ {ml1m.published_ndcg:.4f}",
-        delta_color="off",
-        delta_arrow="off",
-        border=True,
-    )
-    cards[1].metric(
-        "SASRec, MovieLens-1M, HR@10",
-        f"{ml1m.hr:.4f}",
-        delta=f"published SASRec+ {ml1m.published_hr:.4f}",
-        delta_color="off",
-        delta_arrow="off",
-        border=True,
-    )
+    ml1m_card(cards[0], ml1m, "ndcg", border=True)
+    ml1m_card(cards[1], ml1m, "hr", border=True)
 if status.ready and visitor.model in status.metrics:
-    mine = status.metrics[visitor.model]["test"]["ndcg@10"]
-    popular = status.metrics["popularity"]["test"]["ndcg@10"]
-    cards[2].metric(
-        f"{status.title} on this store, NDCG@10",
-        f"{mine:.3f}",
-        delta=f"{mine / max(popular, 1e-9):.1f}× popularity ({popular:.3f})",
-        delta_color="off",
-        delta_arrow="off",
-        border=True,
-    )
+    store_card(cards[2], status, visitor.model, "ndcg", border=True)
 
 st.subheader("Every model on MovieLens-1M")
 st.markdown(

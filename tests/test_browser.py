@@ -106,6 +106,15 @@ def rec_titles(page: Any) -> list[str]:
     return [p.inner_text() for p in picks.all()]
 
 
+def browse_as_a_regular(page: Any, url: str) -> list[str]:
+    """Home's "returning shopper": the Simulator as the most active user; the picks shown."""
+    open_page(page, url)
+    page.get_by_role("button", name="Browse as a regular").click()
+    page.get_by_role("heading", name="Session Simulator").wait_for(timeout=60_000)
+    settle(page, lambda: len(rec_titles(page)) == 10)
+    return rec_titles(page)
+
+
 def choose(page: Any, label: str, option: str) -> None:
     """Pick ``option`` in the selectbox labelled ``label``."""
     page.get_by_role("combobox", name=label, exact=True).first.click()
@@ -143,11 +152,7 @@ def test_every_page_opens_and_every_chart_draws(
 def test_a_purchase_is_one_event_updates_the_list_and_the_explanation_draws(
     zoo_server: Server, page: Any
 ) -> None:
-    open_page(page, zoo_server.url)
-    page.get_by_role("button", name="Browse as a regular").click()
-    page.get_by_role("heading", name="Session Simulator").wait_for(timeout=60_000)
-    settle(page, lambda: len(rec_titles(page)) == 10)
-    before = rec_titles(page)
+    before = browse_as_a_regular(page, zoo_server.url)
     charts = page.locator(CHARTS)
     settle(page, lambda: charts.count() >= 2)
     assert all(s >= MIN_DRAWN for s in charts_drawn(page, charts)), "an empty explanation chart"
@@ -250,11 +255,7 @@ def test_choosing_the_active_model_changes_who_serves(zoo_server: Server, page: 
 def test_each_attention_model_serves_and_explains_in_the_simulator(
     zoo_server: Server, page: Any, title: str
 ) -> None:
-    open_page(page, zoo_server.url)
-    page.get_by_role("button", name="Browse as a regular").click()
-    page.get_by_role("heading", name="Session Simulator").wait_for(timeout=60_000)
-    settle(page, lambda: len(rec_titles(page)) == 10)
-    before = rec_titles(page)
+    before = browse_as_a_regular(page, zoo_server.url)
     choose(page, "Model", title)
     line = page.get_by_text(re.compile("Browsing as"))
     settle(page, lambda: f"model {title}" in line.first.inner_text())

@@ -1,0 +1,55 @@
+"""The headline numbers, as the Home and Benchmarks pages show them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from bench.headlines import Ml1mHeadline
+from recengine.model_shelf import ModelInfo
+
+Measure = Literal["ndcg", "hr"]
+NAMES = {"ndcg": "NDCG@10", "hr": "HR@10"}
+
+
+def ml1m_card(
+    where: Any,
+    ml1m: Ml1mHeadline,
+    measure: Measure,
+    *,
+    border: bool = False,
+    help: str | None = None,
+) -> None:
+    """SASRec on MovieLens-1M beside the published SASRec+ figure."""
+    value, published = (
+        (ml1m.ndcg, ml1m.published_ndcg) if measure == "ndcg" else (ml1m.hr, ml1m.published_hr)
+    )
+    where.metric(
+        f"SASRec on MovieLens-1M: {NAMES[measure]}",
+        f"{value:.4f}",
+        delta=f"published SASRec+ {published:.4f}",
+        delta_color="off",
+        delta_arrow="off",
+        border=border,
+        help=help,
+    )
+
+
+def store_card(
+    where: Any, status: ModelInfo, model: str, measure: Measure, *, border: bool = False
+) -> None:
+    """The serving model on this store's held-out users, beside popularity."""
+    key = NAMES[measure].lower()
+    test = status.metrics[model]["test"]
+    mine, popular = test[key], status.metrics["popularity"]["test"][key]
+    where.metric(
+        f"{status.title} on this store: {NAMES[measure]}",
+        f"{mine:.3f}",
+        delta=f"{mine / max(popular, 1e-9):.1f}× popularity ({popular:.3f})",
+        delta_color="off",
+        delta_arrow="off",
+        border=border,
+        help=(
+            "Each user's last event held out, every item ranked (no sampled negatives); "
+            f"{test['n_cases']:,} test users."
+        ),
+    )
