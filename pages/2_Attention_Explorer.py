@@ -182,6 +182,7 @@ def attention_matrix(found: Exploration, titles: list[str]) -> None:
     event = st.altair_chart(
         attention_heatmap(frame, what),
         key="explorer_matrix",
+        width="stretch",
         on_select="rerun",
         selection_mode=ROW_SELECTION,
     )
@@ -207,6 +208,7 @@ def target_attention(found: Exploration, titles: list[str]) -> None:
             f"{found.model_title}: each pick's own attention over the history",
         ),
         key="explorer_target",
+        width="stretch",
     )
     differs = float(np.abs(found.target - found.target[0]).max()) if len(picks) > 1 else 0.0
     st.caption(
@@ -249,10 +251,11 @@ def signals(found: Exploration, titles: list[str]) -> None:
     )
     e = found.explanations[pick]
     arrays = {
+        # Short names: four columns share a narrow page column.
         "attention": e.attention,
         "rollout": e.rollout,
+        "grad × input": e.grad_input,
         "occlusion": e.occlusion,
-        "gradient × input": e.grad_input,
     }
     present = {k: v for k, v in arrays.items() if v is not None}
     st.altair_chart(signals_chart(signals_frame(present, titles)), key="explorer_signals")

@@ -13,7 +13,7 @@ from recengine.models.registry import SEQUENCE_MODELS
 from ui.charts import FIT_WIDTH
 from ui.layout import start_page
 from ui.sidebar import MODEL_KEY
-from ui.text import plain
+from ui.text import count_or_dash, plain, stop_reason
 from ui.training import training_panel
 
 service, visitor = start_page("Model Lab")
@@ -37,8 +37,8 @@ for m in infos:
             "NDCG@10": mine.get("ndcg@10"),
             "popularity NDCG@10": popular.get("ndcg@10"),
             "training (s)": m.training.get("train_seconds"),
-            "epochs": m.training.get("epochs_run"),
-            "stopped by": m.training.get("stop_reason") or "",
+            "epochs": count_or_dash(m.training.get("epochs_run")),
+            "stopped by": stop_reason(m.training.get("stop_reason")),
             "weights (MB)": round(service.shelf.memory_bytes(m.name) / 2**20, 2)
             if m.ready
             else None,
@@ -47,8 +47,18 @@ for m in infos:
 table = pd.DataFrame(rows)
 for column in ("HR@10", "NDCG@10", "popularity NDCG@10", "training (s)", "weights (MB)"):
     table[column] = pd.to_numeric(table[column])
-table["epochs"] = pd.to_numeric(table["epochs"]).astype("Int64")
-st.dataframe(table, hide_index=True, width="stretch")
+st.dataframe(
+    table,
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "HR@10": st.column_config.NumberColumn(format="%.4f"),
+        "NDCG@10": st.column_config.NumberColumn(format="%.4f"),
+        "popularity NDCG@10": st.column_config.NumberColumn(format="%.4f"),
+        "training (s)": st.column_config.NumberColumn(format="%.1f"),
+        "weights (MB)": st.column_config.NumberColumn(format="%.2f"),
+    },
+)
 st.caption(
     "Attention: "
     + "; ".join(f"**{plain(m.title)}**: {plain(m.attention_kind)}" for m in infos)

@@ -15,6 +15,7 @@ from bench.report import BENCHMARKS_MD, report_sections
 from ui.charts import FIT_WIDTH
 from ui.headline_cards import ml1m_card, store_card
 from ui.layout import start_page
+from ui.text import count_or_dash, stop_reason
 
 service, visitor = start_page("Benchmarks")
 st.title("Benchmarks")
@@ -51,8 +52,8 @@ if ranking:
                 "MRR@10": r["mrr@10"],
                 "coverage@10": r.get("coverage@10"),
                 "train time (s)": r.get("train_seconds"),
-                "epochs": r.get("epochs"),
-                "stopped by": r.get("stop_reason") or "",
+                "epochs": count_or_dash(r.get("epochs")),
+                "stopped by": stop_reason(r.get("stop_reason")),
                 "date": r.get("date"),
             }
             for r in ranking
@@ -82,7 +83,6 @@ if ranking:
         "Vasilev 2023, same protocol). A model stopped by its time cap says so under “stopped "
         "by”."
     )
-    frame["epochs"] = pd.to_numeric(frame["epochs"]).astype("Int64")
     st.dataframe(frame, hide_index=True, key="ml1m_table", width="stretch")
 else:
     st.info("No MovieLens-1M run recorded yet: run `python -m bench.ml1m`.")

@@ -9,7 +9,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from ui.charts import FIT_WIDTH, LABEL_LIMIT, NATURAL_SIZE, short_label
+from ui.charts import FIT_WIDTH, LABEL_LIMIT, short_label
 
 CELL = 24  # px per cell of a heatmap side
 # Saturated from the lowest weight up: near-uniform attention must still read as colour.
@@ -81,8 +81,8 @@ def attention_heatmap(frame: pd.DataFrame, title: str) -> alt.LayerChart:
         .mark_rect(fill=None, stroke="#d1495b", strokeWidth=1.5)
         .encode()
     )
-    side = max(200, CELL * n)
-    return alt.layer(cells, last).properties(width=side, height=side, autosize=NATURAL_SIZE)
+    # As wide as its column (a 50-item history would not fit at 24 px a cell), CELL px a row.
+    return alt.layer(cells, last).properties(height=max(200, CELL * n), autosize=FIT_WIDTH)
 
 
 def row_frame(frame: pd.DataFrame, query: str) -> pd.DataFrame:
@@ -100,12 +100,12 @@ def row_frame(frame: pd.DataFrame, query: str) -> pd.DataFrame:
 
 
 def target_frame(weights: np.ndarray, picks: Sequence[str], titles: Sequence[str]) -> pd.DataFrame:
-    labels = labels_of(titles)
+    """Long form of (picks, history) weights; columns by position, as in the sequence."""
     return pd.DataFrame(
         [
             {
                 "candidate": short_label(p + 1, pick, 24),
-                "key": labels[k],
+                "key": str(k + 1),
                 "candidate_title": pick,
                 "key_title": titles[k],
                 "weight": float(weights[p, k]),
@@ -127,8 +127,8 @@ def target_heatmap(frame: pd.DataFrame, title: str) -> alt.Chart:
             x=alt.X(
                 "key:N",
                 sort=cols,
-                title="history item",
-                axis=alt.Axis(labelAngle=-45, labelLimit=LABEL_LIMIT),
+                title="history item (position in the sequence)",
+                axis=alt.Axis(labelAngle=0),
             ),
             y=alt.Y("candidate:N", sort=rows, title="pick", axis=alt.Axis(labelLimit=LABEL_LIMIT)),
             color=alt.Color(
@@ -140,11 +140,7 @@ def target_heatmap(frame: pd.DataFrame, title: str) -> alt.Chart:
                 alt.Tooltip("weight:Q", format=".3f"),
             ],
         )
-        .properties(
-            width=max(200, CELL * len(cols)),
-            height=max(120, CELL * len(rows)),
-            autosize=NATURAL_SIZE,
-        )
+        .properties(height=max(120, CELL * len(rows)), autosize=FIT_WIDTH)
     )
 
 
@@ -211,16 +207,28 @@ def signals_frame(signals: dict[str, np.ndarray], titles: Sequence[str]) -> pd.D
 
 
 def signals_chart(frame: pd.DataFrame) -> alt.Chart:
+    """Items × signals, each signal scaled to its largest absolute value: blue where the signal
+    says the item supports the pick, red where against. Four columns fit any page column."""
     order = frame.drop_duplicates("item")["item"].tolist()
+    signals = frame.drop_duplicates("signal")["signal"].tolist()
     return (
         alt.Chart(frame)
-        .mark_bar()
+        .mark_rect()
         .encode(
-            x=alt.X("value:Q", title="relative to its largest value"),
+            x=alt.X(
+                "signal:N",
+                sort=signals,
+                title=None,
+                axis=alt.Axis(labelAngle=0, orient="top", labelOverlap=False),
+            ),
             y=alt.Y("item:N", sort=order, title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT)),
-            column=alt.Column("signal:N", title=None),
-            color=alt.condition(alt.datum.value >= 0, alt.value("#3559e0"), alt.value("#d1495b")),
+            color=alt.Color(
+                "value:Q",
+                scale=alt.Scale(scheme="redblue", domain=[-1, 1]),
+                # Below the cells: beside them it took a third of a narrow column.
+                legend=alt.Legend(title="relative to its largest value", orient="bottom"),
+            ),
             tooltip=["title", "signal", alt.Tooltip("raw:Q", format=".3f", title="value")],
         )
-        .properties(width=150, height=max(120, 20 * len(order)), autosize=NATURAL_SIZE)
+        .properties(height=max(120, 20 * len(order)), autosize=FIT_WIDTH)
     )

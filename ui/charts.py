@@ -22,9 +22,9 @@ NEGATIVE = "#d1495b"
 
 # Streamlit sizes a chart with autosize "fit": axis labels and titles then come out of the
 # given height, and a chart of 12 labelled rows shrank to a 75 px strip. "fit-x" fits the width
-# to the page and keeps the height for the bars; "pad" keeps both (square heatmap cells).
+# to the page column and keeps the height for the rows. (A natural-size chart wider than its
+# column, e.g. a heatmap of a 50-item history, is cut off: every chart here fits its width.)
 FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
-NATURAL_SIZE = alt.AutoSizeParams(type="pad", contains="padding")
 
 
 def short_label(position: int, title: str, chars: int = LABEL_CHARS) -> str:

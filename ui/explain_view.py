@@ -22,15 +22,20 @@ SIGNAL_NAMES = {
     "grad_input": "gradient × input",
     "occlusion": "occlusion",
 }
-TONE_BADGE = {"good": "green", "mixed": "orange", "bad": "red"}
+TONE_ICON = {
+    "good": ":green[:material/check_circle:]",
+    "mixed": ":orange[:material/error:]",
+    "bad": ":red[:material/cancel:]",
+}
 # History items drawn by default (the ones that matter most); a toggle shows all.
 DEFAULT_ROWS = 10
 
 
-def verdict_badge(verdict: Verdict | None) -> str:
+def verdict_line(verdict: Verdict | None) -> str:
+    """A coloured icon and the verdict's words (plain text, so a long one wraps)."""
     if verdict is None:
         return ""
-    return f":{TONE_BADGE[verdict.tone]}-badge[{plain(verdict.text)}]"
+    return f"{TONE_ICON[verdict.tone]} {plain(verdict.text)}"
 
 
 def attribution_frame(history: list[HistoryItem], e: Explanation) -> pd.DataFrame:
@@ -67,22 +72,30 @@ def most_telling(frame: pd.DataFrame, n: int = DEFAULT_ROWS) -> pd.DataFrame:
 
 
 def faithfulness_frame(e: Explanation) -> pd.DataFrame:
+    """One row per measure, one column per signal: narrow enough for a page column."""
+
     def fmt(value: float) -> str:
         return "–" if value is None or math.isnan(value) else f"{value:.3f}"
 
+    measures = {
+        "Kendall τ vs occlusion": lambda f: f.kendall_tau,
+        "drop: top item removed": lambda f: f.drop_top,
+        "drop: random item": lambda f: f.drop_random,
+        "drop: lowest item removed": lambda f: f.drop_lowest,
+        "comprehensiveness (top k)": lambda f: f.comprehensiveness,
+        "sufficiency (top k)": lambda f: f.sufficiency,
+    }
+    columns = {SIGNAL_NAMES.get(name, name): f for name, f in e.faithfulness.items()}
+    k = next(iter(e.faithfulness.values())).k if e.faithfulness else 0
     return pd.DataFrame(
         [
             {
-                "signal": SIGNAL_NAMES.get(name, name),
-                "Kendall τ vs occlusion": fmt(f.kendall_tau),
-                "drop: top item removed": fmt(f.drop_top),
-                "drop: random item": fmt(f.drop_random),
-                "drop: lowest item removed": fmt(f.drop_lowest),
-                f"comprehensiveness (top {f.k})": fmt(f.comprehensiveness),
-                f"sufficiency (top {f.k})": fmt(f.sufficiency),
+                "measure": label.replace("top k", f"top {k}"),
+                **{c: fmt(get(f)) for c, f in columns.items()},
             }
-            for name, f in e.faithfulness.items()
-        ]
+            for label, get in measures.items()
+        ],
+        columns=["measure", *columns],
     )
 
 
@@ -96,11 +109,11 @@ def explanation_panel(
     st.markdown(f":material/lightbulb: {plain(summary.headline)}")
     if e.reason is not None and e.reason.text:
         st.caption(f"In short: {plain(e.reason.text)}")
-    badges = " ".join(
-        b for b in (verdict_badge(summary.attention), verdict_badge(summary.removal)) if b
+    verdicts = "  \n".join(
+        line for line in (verdict_line(summary.attention), verdict_line(summary.removal)) if line
     )
-    if badges:
-        st.markdown(badges)
+    if verdicts:
+        st.markdown(verdicts)
     show_all = len(frame) > DEFAULT_ROWS and st.toggle(
         f"Show all {len(frame)} history items", key=f"{key}_all"
     )

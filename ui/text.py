@@ -22,3 +22,20 @@ def item_caption(item: ItemRow) -> str:
     elif item.year is not None:
         parts.append(str(item.year))
     return " · ".join(plain(p) for p in parts if p)
+
+
+# Why a training run stopped, as the tables say it (the records keep the short codes).
+STOP_REASONS = {
+    "patience": "early stopping",
+    "time_budget": "time cap",
+    "max_epochs": "epoch limit",
+}
+
+
+def stop_reason(code: object) -> str:
+    return STOP_REASONS.get(str(code), str(code)) if code else ""
+
+
+def count_or_dash(value: object) -> str:
+    """An optional count for a table cell: "12", or "–" where there is none (not "None")."""
+    return "–" if value is None else f"{int(value):,}"

@@ -44,33 +44,48 @@ def _moves(rank: int, without: int) -> str:
     return f"stays at #{rank}"
 
 
+def _headline(e: Explanation, titles: Sequence[str]) -> str:
+    """Which item the model leaned on, and what removing it really does to the pick's rank;
+    where another removal moves the pick further, that one too. Never claims an effect that
+    the removals do not show."""
+    ranks = None if e.rank_without is None else np.asarray(e.rank_without)
+    # The removal that moves the pick furthest down (ties: the earliest item), if any moves it.
+    mover = None
+    if ranks is not None and len(ranks) and (ranks != e.rank).any():
+        mover = int(np.argmax(np.abs(ranks - e.rank) + (ranks > e.rank) * 0.5))
+    if e.attention is None or not len(e.attention):
+        if mover is None:
+            return "No single item of the history moves this pick."
+        return (
+            f"Removing “{_title(titles, mover)}” moves this pick most: it "
+            f"{_moves(e.rank, int(ranks[mover]))}."
+        )
+    lead = int(np.argmax(e.attention))
+    headline = f"The model leaned most on “{_title(titles, lead)}”"
+    if ranks is None:
+        return headline + "."
+    if mover is None:
+        return (
+            f"{headline}, but no single history item decides this pick: without any one of "
+            f"them it stays at #{e.rank}."
+        )
+    if int(ranks[lead]) != e.rank:
+        headline += f": without it this pick {_moves(e.rank, int(ranks[lead]))}."
+    else:
+        headline += f", yet without it this pick stays at #{e.rank}."
+    if mover != lead:
+        headline += (
+            f" Removing “{_title(titles, mover)}” moves it most: the pick "
+            f"{_moves(e.rank, int(ranks[mover]))}."
+        )
+    return headline
+
+
 def pick_summary(explanation: Explanation, titles: Sequence[str]) -> PickSummary:
     """The headline of one pick ("The model leaned most on X: without it this pick falls from
     #2 to #9") and the two verdicts; ``titles`` align with ``explanation.history``."""
     e = explanation
-    ranks = None if e.rank_without is None else np.asarray(e.rank_without)
-    effects = None if e.occlusion is None else np.asarray(e.occlusion)
-    headline = "No single item of the history moves this pick much."
-    if e.attention is not None and len(e.attention):
-        lead = int(np.argmax(e.attention))
-        headline = f"The model leaned most on “{_title(titles, lead)}”"
-        if ranks is not None:
-            headline += f": without it this pick {_moves(e.rank, int(ranks[lead]))}."
-        else:
-            headline += "."
-        if effects is not None and ranks is not None:
-            strongest = int(np.argmax(effects))
-            if strongest != lead and effects[strongest] > 0:
-                headline += (
-                    f" Removing “{_title(titles, strongest)}” matters more: the pick "
-                    f"{_moves(e.rank, int(ranks[strongest]))}."
-                )
-    elif effects is not None and ranks is not None and effects.max() > 0:
-        strongest = int(np.argmax(effects))
-        headline = (
-            f"Removing “{_title(titles, strongest)}” matters most: without it this pick "
-            f"{_moves(e.rank, int(ranks[strongest]))}."
-        )
+    headline = _headline(e, titles)
     attention = removal = None
     measured = e.faithfulness.get("attention")
     if measured is not None:
@@ -91,8 +106,8 @@ def pick_summary(explanation: Explanation, titles: Sequence[str]) -> PickSummary
             )
         else:
             removal = Verdict(
-                f"removing the most attended item costs {top:.2f}, no more than a random one "
-                f"({random_:.2f})",
+                f"removing the most attended item costs {top:.2f}, a random one {random_:.2f}: "
+                "no more",
                 "bad",
             )
     return PickSummary(headline, attention, removal)
