@@ -62,7 +62,7 @@ def shoot(url: str, out: Path, width: int) -> dict[str, int]:
             _settle(page)
             sizes["home"] = _save(page.screenshot(), out / "home.png")
 
-            page = new_page(1500)
+            page = new_page(2000)  # down to the explanation's two charts
             open_page(page, url)
             page.get_by_role("button", name="Browse as a regular").click()
             page.get_by_role("heading", name="Session Simulator").wait_for(timeout=60_000)

@@ -106,3 +106,13 @@ def test_verdicts_follow_tau_and_the_top_versus_random_drop() -> None:
     assert partly.attention.tone == "mixed"
     undefined = pick_summary(explanation([0.1, 0.6, 0.2, 0.1], [2, 9, 3, 2], tau=math.nan), TITLES)
     assert undefined.attention.text == "attention cannot be compared with removals here"
+
+
+def test_a_single_history_item_has_nothing_to_compare_with() -> None:
+    e = explanation([1.0], [40], rank=1, drop_top=10.9, drop_random=10.9, tau=math.nan)
+    e = Explanation(**{**e.__dict__, "history": (1,)})
+    summary = pick_summary(e, ["Toy Story"])
+    assert summary.headline == (
+        "The model leaned most on “Toy Story”: without it this pick falls from #1 to #40."
+    )
+    assert summary.removal.tone == "mixed" and "no other" in summary.removal.text

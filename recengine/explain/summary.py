@@ -99,7 +99,9 @@ def pick_summary(explanation: Explanation, titles: Sequence[str]) -> PickSummary
         else:
             attention = Verdict(f"attention does not match removals (τ {tau:.2f})", "bad")
         top, random_ = measured.drop_top, measured.drop_random
-        if top > max(random_, 0.0):
+        if len(e.history) < 2:
+            removal = Verdict("one history item: no other to compare its removal with", "mixed")
+        elif top > max(random_, 0.0):
             removal = Verdict(
                 f"removing the most attended item costs {top:.2f}, a random one {random_:.2f}",
                 "good",
