@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import Any
 import pytest
 
 from bench.app_server import CHROMIUM, app_server, drawn_share, launch, open_page, wait_idle
-from tests.conftest import count_events
+from recengine.service import RecService
+from tests.conftest import count_events, tiny_settings
 
 CHARTS = "[data-testid='stVegaLiteChart'], [data-testid='stArrowVegaLiteChart']"
 MIN_DRAWN = 0.005  # share of coloured pixels below which a chart counts as empty (look.py's)
@@ -266,3 +268,63 @@ def test_each_attention_model_serves_and_explains_in_the_simulator(
     charts = page.locator(CHARTS)
     settle(page, lambda: charts.count() >= 1)
     assert all(s >= MIN_DRAWN for s in charts_drawn(page, charts)), "an empty explanation chart"
+
+
+# ---- Data and Benchmarks ----------------------------------------------------------------
+
+
+FIXTURE_ML_1M = Path(__file__).resolve().parent / "fixtures" / "movielens" / "ml-1m"
+
+
+def ml_1m_zip(target: Path, ratings: str | None = None) -> Path:
+    """The fixture ml-1m as GroupLens ships it (files in a top folder), ``ratings`` replaced."""
+    with zipfile.ZipFile(target, "w") as zf:
+        for name in ("movies.dat", "users.dat", "ratings.dat"):
+            data = (FIXTURE_ML_1M / name).read_bytes()  # movies.dat is Latin-1, as GroupLens'
+            if name == "ratings.dat" and ratings is not None:
+                data = ratings.encode()
+            zf.writestr(f"ml-1m/{name}", data)
+    return target
+
+
+def dataset_names(state: Path) -> set[str]:
+    service = RecService(tiny_settings(state))
+    try:
+        return {d.name for d in service.repo.datasets()}
+    finally:
+        service.engine.dispose()
+
+
+def test_a_malformed_upload_names_file_and_line_and_imports_nothing(
+    zoo_server: Server, page: Any, tmp_path: Path
+) -> None:
+    open_page(page, f"{zoo_server.url}/Data")
+    before = dataset_names(zoo_server.state)
+    good = (FIXTURE_ML_1M / "ratings.dat").read_text().splitlines()
+    bad = "\n".join([*good[:3], "1::2::not-a-rating::978300000", *good[3:]]) + "\n"
+    name = page.get_by_role("textbox", name="Dataset name").first
+    name.fill("upload-bad")
+    page.locator("input[type=file]").set_input_files(str(ml_1m_zip(tmp_path / "bad.zip", bad)))
+    page.get_by_role("button", name="Import").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Import").click()
+    error = page.get_by_text(re.compile(r"ratings\.dat line 4"))
+    settle(page, lambda: error.count() == 1)
+    message = error.first.inner_text()
+    assert "bad.zip" in message and "/tmp" not in message  # the visitor's file name, no paths
+    assert dataset_names(zoo_server.state) == before  # all or nothing
+
+    name.fill("upload-good")
+    page.locator("input[type=file]").set_input_files(str(ml_1m_zip(tmp_path / "good.zip")))
+    page.get_by_role("button", name="Import").click()
+    done = page.get_by_text(re.compile(r"as dataset upload-good"))
+    settle(page, lambda: done.count() == 1)
+    assert dataset_names(zoo_server.state) == before | {"upload-good"}
+
+
+def test_benchmarks_opens_a_report_section_without_markers(zoo_server: Server, page: Any) -> None:
+    open_page(page, f"{zoo_server.url}/Benchmarks")
+    section = page.get_by_text("What a person waits for, in Chromium", exact=False).first
+    section.click()
+    table = page.get_by_text(re.compile(r"Session Simulator \(View\)"))
+    settle(page, lambda: table.count() >= 1 and table.first.is_visible())
+    assert "<!--" not in page.locator("[data-testid='stMain']").inner_text()
