@@ -216,6 +216,11 @@ _ENTRIES = [
         model=APP_SASREC_MODEL,
     ),
     _sequence(
+        "sasrec_readout",
+        "SASRec read out by target attention: per-pick attention, an exact split of each logit",
+        model=APP_SASREC_MODEL,
+    ),
+    _sequence(
         "tisasrec",
         "TiSASRec-style positional attention: relative position and time-gap biases",
         model=APP_SASREC_MODEL,

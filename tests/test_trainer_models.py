@@ -28,12 +28,13 @@ from tests.conftest import TEST_WORLD, tiny_settings
 
 # ---- every model of the zoo: train, record, resume ------------------------------------------
 
-NEURAL_MODELS = ("sasrec", "tisasrec", "context_sasrec", "din", "gru4rec")
+NEURAL_MODELS = ("sasrec", "sasrec_readout", "tisasrec", "context_sasrec", "din", "gru4rec")
 
 # Small models, so each of the three runs per model takes about a second on one thread; dropout
 # on (the defaults), so resuming must also restore the dropout generator.
 SMALL_MODELS: dict[str, dict[str, Any]] = {
     "sasrec": {"d_model": 16, "max_len": 20, "n_layers": 1, "n_heads": 2},
+    "sasrec_readout": {"d_model": 16, "max_len": 20, "n_layers": 1, "n_heads": 2},
     "tisasrec": {"d_model": 16, "max_len": 20, "n_layers": 1, "n_heads": 2},
     "context_sasrec": {"d_model": 16, "max_len": 20, "n_layers": 1, "n_heads": 2},
     "din": {
@@ -62,6 +63,7 @@ TRAIN_CHANGES: dict[str, Any] = {
 }
 MODEL_TRAIN_CHANGES: dict[str, dict[str, Any]] = {
     "sasrec": {"batch_size": 64},
+    "sasrec_readout": {"batch_size": 64},
     "tisasrec": {"batch_size": 64},
     "context_sasrec": {"batch_size": 64},
     "din": {"batch_size": 16, "lr": 1e-2},

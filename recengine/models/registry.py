@@ -12,11 +12,13 @@ from recengine.models.context_sasrec import ContextSASRec, ContextSASRecConfig
 from recengine.models.din import DIN, DINConfig
 from recengine.models.gru4rec import GRU4Rec, GRU4RecConfig
 from recengine.models.sasrec import SASRec, SASRecConfig
+from recengine.models.sasrec_readout import SASRecReadout, SASRecReadoutConfig
 from recengine.models.sequence import SequenceModel
 from recengine.models.tisasrec import TiSASRec, TiSASRecConfig
 
 SEQUENCE_MODELS: dict[str, tuple[type[SequenceModel], type]] = {
     "sasrec": (SASRec, SASRecConfig),
+    "sasrec_readout": (SASRecReadout, SASRecReadoutConfig),
     "tisasrec": (TiSASRec, TiSASRecConfig),
     "context_sasrec": (ContextSASRec, ContextSASRecConfig),
     "din": (DIN, DINConfig),

@@ -20,7 +20,11 @@ sentence the UI shows instead (``unsupported``). The optional parts:
 - ``"target_attention"``: ``candidate_attention(batch, items)``, each candidate's own weights
   over the history (B, P, T) (DIN);
 - ``"time_split"``: ``attention_split(batch)``, the parts of the attention logits (content,
-  position, time) per layer (the position/time-aware model).
+  position, time) per layer (the position/time-aware model);
+- ``"logit_split"``: ``logit_split(batch, items)``, each history position's exact share of each
+  candidate's logit and the part no history item carries (they sum to the logit), and the
+  logit's drop when the readout skips a position (the SASRec encoder with a target-attention
+  readout).
 
 Nothing here knows about the database, the service or Streamlit.
 """
@@ -43,7 +47,13 @@ CONTEXT = "context"  # device and time of day of each event's session, and of th
 SIDE_STREAMS = (TIMES, CONTEXT)
 
 # What a model can do beyond loss and score (see the module docstring).
-CAPABILITIES = ("item_vectors", "self_attention", "target_attention", "time_split")
+CAPABILITIES = (
+    "item_vectors",
+    "self_attention",
+    "target_attention",
+    "time_split",
+    "logit_split",
+)
 
 
 class Unsupported(Exception):
@@ -151,6 +161,15 @@ def _side_fields(reads: frozenset[str]) -> list[str]:
 
 
 @dataclass
+class LogitSplit:
+    """Each history position's part in each candidate's logit (``logit_split``)."""
+
+    shares: torch.Tensor  # (B, P, T): Σ_T shares + rest = the logit, exactly
+    rest: torch.Tensor  # (B, P): the part no history item carries (e.g. an item bias)
+    readout_drops: torch.Tensor  # (B, P, T): the logit's drop when the readout skips position t
+
+
+@dataclass
 class ScorePass:
     """What one forward pass over a batch gives the ranker."""
 
@@ -252,6 +271,10 @@ class SequenceModel(nn.Module):
         """Per layer, the content / position / time parts of the attention logits."""
         raise self._refuse("time_split")
 
+    def logit_split(self, batch: SeqBatch, items: torch.Tensor) -> LogitSplit:
+        """Each history position's exact share of each candidate's logit (``logit_split``)."""
+        raise self._refuse("logit_split")
+
     def set_item_tokens(self, item_tokens: torch.Tensor) -> None:
         raise ValueError(f"{self.name} does not embed content tokens")
 
@@ -272,6 +295,7 @@ __all__ = [
     "CONTEXT",
     "SIDE_STREAMS",
     "TIMES",
+    "LogitSplit",
     "ScorePass",
     "SeqBatch",
     "SequenceModel",
