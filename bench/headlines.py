@@ -6,9 +6,13 @@ from; nothing is computed here.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.ml1m_records import FULL, latest, load_records
+
+EXPLAIN_RESULTS = Path(__file__).resolve().parent / "results" / "explain.json"
 
 # Klenitskiy & Vasilev (RecSys 2023), the SASRec paper's ML-1M file, full ranking: SASRec+ (CE).
 PUBLISHED_SASREC_NDCG = 0.1821
@@ -44,4 +48,40 @@ def ml1m_sasrec() -> Ml1mHeadline | None:
     return None
 
 
-__all__ = ["PUBLISHED_SASREC_HR", "PUBLISHED_SASREC_NDCG", "Ml1mHeadline", "ml1m_sasrec"]
+@dataclass(frozen=True)
+class SignalRecord:
+    """How one explanation signal did in ``bench/explain.py``'s last recorded run."""
+
+    hit: float  # planted-cause hit@1
+    hit_ci: tuple[float, float]
+    tau: float | None  # Kendall τ against occlusion
+    cases: int
+    date: str
+
+
+def explain_signals(path: Path = EXPLAIN_RESULTS) -> dict[str, SignalRecord]:
+    """``"model/signal"`` -> its recorded figures (empty when no summary is stored)."""
+    try:
+        summary = json.loads(path.read_text())["summary"]
+        return {
+            key: SignalRecord(
+                float(row["hit@1"]),
+                (float(row["hit@1_ci"][0]), float(row["hit@1_ci"][1])),
+                None if row.get("tau_vs_occlusion") is None else float(row["tau_vs_occlusion"]),
+                int(row["cases"]),
+                str(summary.get("date", "")),
+            )
+            for key, row in summary["signals"].items()
+        }
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return {}
+
+
+__all__ = [
+    "PUBLISHED_SASREC_HR",
+    "PUBLISHED_SASREC_NDCG",
+    "Ml1mHeadline",
+    "SignalRecord",
+    "explain_signals",
+    "ml1m_sasrec",
+]

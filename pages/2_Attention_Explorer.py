@@ -24,7 +24,7 @@ from ui.attention_charts import (
     target_heatmap,
 )
 from ui.charts import bar_chart, short_label
-from ui.explain_view import faithfulness_frame
+from ui.explain_view import benchmark_frame, faithfulness_frame
 from ui.layout import start_page
 from ui.scenarios import EXPLORER_LENGTH, EXPLORER_SEQUENCE_KEY, most_active_user
 from ui.text import plain
@@ -255,6 +255,8 @@ def signals(found: Exploration, titles: list[str]) -> None:
         "attention": e.attention,
         "rollout": e.rollout,
         "grad × input": e.grad_input,
+        "score share": e.contribution,
+        "readout skip": e.readout_drop,
         "occlusion": e.occlusion,
     }
     present = {k: v for k, v in arrays.items() if v is not None}
@@ -263,8 +265,18 @@ def signals(found: Exploration, titles: list[str]) -> None:
     st.caption(
         "Each signal against what removing items really does (occlusion): Kendall τ, the drop "
         "when the top item is removed against a random one, ERASER comprehensiveness and "
-        "sufficiency. The Benchmarks page has the same measures against the planted causes."
+        "sufficiency."
     )
+    measured = benchmark_frame(e.model)
+    if len(measured):
+        st.dataframe(measured, hide_index=True, width="stretch")
+        st.caption(
+            "The same signals in the benchmark (`bench/explain.py`, synthetic worlds whose causes "
+            "are known): how often each one's top item is the real cause (95 % interval), and "
+            "its agreement with removals. Details on the Benchmarks page."
+        )
+    else:
+        st.caption("No benchmark record for this model's signals yet.")
 
 
 @st.fragment

@@ -34,6 +34,10 @@ from recengine.models.registry import SEQUENCE_MODELS
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "sasrec"
+# Served by default when trained, best first: the readout model reads the history per pick, so
+# its explanation is the pick's own (and found the planted causes in bench/explain.py); SASRec
+# is what the first start trains, in under a minute.
+PREFERRED_MODELS = ("sasrec_readout", DEFAULT_MODEL)
 
 
 def model_folder(model_dir: Path, dataset: str, name: str) -> Path:
@@ -200,11 +204,13 @@ class ModelShelf:
         return [self.info(n) for n in trained + rest]
 
     def default_name(self) -> str:
-        """SASRec when it is usable, else the first usable model, else SASRec (not trained)."""
+        """The first usable model of ``PREFERRED_MODELS``, else the first usable model, else
+        SASRec (not trained)."""
         usable = [n for n in self.trained_names() if self.usable(n)]
-        if DEFAULT_MODEL in usable or not usable:
-            return DEFAULT_MODEL
-        return usable[0]
+        for name in PREFERRED_MODELS:
+            if name in usable:
+                return name
+        return usable[0] if usable else DEFAULT_MODEL
 
     def usable(self, name: str) -> bool:
         try:
@@ -220,4 +226,12 @@ class ModelShelf:
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
-__all__ = ["DEFAULT_MODEL", "ModelInfo", "ModelShelf", "ShelfEntry", "describe", "model_folder"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "PREFERRED_MODELS",
+    "ModelInfo",
+    "ModelShelf",
+    "ShelfEntry",
+    "describe",
+    "model_folder",
+]

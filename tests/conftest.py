@@ -107,7 +107,7 @@ def trained_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # The other sequence models of the zoo, tiny, for the pages that switch models.
-ZOO_MODELS = ("tisasrec", "context_sasrec", "din", "gru4rec")
+ZOO_MODELS = ("sasrec_readout", "tisasrec", "context_sasrec", "din", "gru4rec")
 ZOO_TRAIN = TrainConfig(max_epochs=6, eval_every=3, patience=4, time_budget_s=600, seed=7)
 # DIN with the zoo's own settings (Adam, small batches), long enough for its activation unit to
 # tell candidates apart (its target attention rows then differ visibly).
@@ -116,6 +116,7 @@ ZOO_DIN_TRAIN = TrainConfig(
     patience=4, time_budget_s=600, seed=7,
 )  # fmt: skip
 ZOO_MODEL_CONFIGS: dict[str, dict[str, object]] = {
+    "sasrec_readout": TINY_MODEL,
     "tisasrec": TINY_MODEL,
     "context_sasrec": TINY_MODEL,
     "din": {"d_model": 16, "max_len": 30, "attention_hidden": [16, 8], "mlp_hidden": [16],

@@ -338,7 +338,9 @@ def test_switching_dataset_scopes_the_pages_and_keeps_the_choice(app_env: Path) 
 # ---- every model of the zoo ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model", ["din", "tisasrec", "context_sasrec", "gru4rec"])
+@pytest.mark.parametrize(
+    "model", ["sasrec_readout", "din", "tisasrec", "context_sasrec", "gru4rec"]
+)
 def test_each_model_serves_and_explains_its_picks(zoo_env: Path, model: str) -> None:
     at = open_page(SIMULATOR, user_id=1, model=model)
     assert len(rec_ids(at)) == 10
@@ -353,6 +355,9 @@ def test_each_model_serves_and_explains_its_picks(zoo_env: Path, model: str) -> 
         assert "The model leaned most on" in text
     if model == "din":
         assert "this pick's own attention" in text or "own weights" in text
+    if model == "sasrec_readout":  # the pick's own reading, with the benchmark's figures beside
+        assert "each pick has its own weights over the history" in text
+        assert "Benchmark (" in text or "no benchmark record" in text
     if model == "context_sasrec":
         assert "reads the context" in text
     else:

@@ -173,6 +173,24 @@ def test_a_purchase_is_one_event_updates_the_list_and_the_explanation_draws(
     assert count_events(zoo_server.state) == stored + 1
 
 
+def test_the_readout_models_explanation_is_each_picks_own(zoo_server: Server, page: Any) -> None:
+    """With every model trained, the readout model serves by default; choosing another pick
+    redraws the "what the model attends to" bars with that pick's own reading of the history."""
+    browse_as_a_regular(page, zoo_server.url)
+    line = page.get_by_text(re.compile("Browsing as"))
+    assert "model SASRec + target-attention readout" in line.first.inner_text()
+    bars = page.locator(".st-key-pick_attends").locator(CHARTS).first
+    settle(page, lambda: bars.count() == 1)
+    [share] = charts_drawn(page, bars)
+    assert share >= MIN_DRAWN
+    first = bars.screenshot()
+    titles = rec_titles(page)
+    choose(page, "Why this pick?", titles[1])  # shown as "2. Title"
+    settle(page, lambda: bars.screenshot() != first)
+    assert drawn_share(bars.screenshot()) >= MIN_DRAWN
+    assert page.get_by_text(re.compile(r"Benchmark \(|no benchmark record")).count() >= 1
+
+
 # ---- Attention Explorer ----------------------------------------------------------------
 
 

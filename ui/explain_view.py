@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from bench.headlines import SignalRecord, explain_signals
 from recengine.explain import Explanation
-from recengine.explain.summary import Verdict, pick_summary
+from recengine.explain.summary import Verdict, lead_signal, pick_summary
 from recengine.recommendations import HistoryItem
 from ui.charts import bar_spec, short_label
 from ui.text import plain
@@ -21,6 +22,8 @@ SIGNAL_NAMES = {
     "rollout": "attention rollout",
     "grad_input": "gradient × input",
     "occlusion": "occlusion",
+    "contribution": "share of the score",
+    "readout_drop": "readout skip",
 }
 TONE_ICON = {
     "good": ":green[:material/check_circle:]",
@@ -51,12 +54,25 @@ def attribution_frame(history: list[HistoryItem], e: Explanation) -> pd.DataFram
                 "title": h.item.title,
                 "kind": h.kind,
                 "weight": float(e.attention[pos]) if e.attention is not None else math.nan,
+                "share": float(e.contribution[pos]) if e.contribution is not None else math.nan,
+                "skip": float(e.readout_drop[pos]) if e.readout_drop is not None else math.nan,
                 "drop": float(e.occlusion[pos]) if e.occlusion is not None else math.nan,
                 "rank_without": int(e.rank_without[pos]) if e.rank_without is not None else None,
             }
         )
     return pd.DataFrame(
-        rows, columns=["position", "item", "title", "kind", "weight", "drop", "rank_without"]
+        rows,
+        columns=[
+            "position",
+            "item",
+            "title",
+            "kind",
+            "weight",
+            "share",
+            "skip",
+            "drop",
+            "rank_without",
+        ],
     )
 
 
@@ -64,7 +80,8 @@ def most_telling(frame: pd.DataFrame, n: int = DEFAULT_ROWS) -> pd.DataFrame:
     """The ``n`` rows with the largest weight or effect, in history order."""
     if len(frame) <= n:
         return frame
-    weight = frame["weight"].fillna(0).to_numpy()
+    weight = frame["skip"].abs() if frame["skip"].notna().any() else frame["weight"]
+    weight = weight.fillna(0).to_numpy()
     drop = frame["drop"].fillna(0).abs().to_numpy()
     score = weight / max(weight.max(), 1e-12) + drop / max(drop.max(), 1e-12)
     keep = np.sort(np.argsort(-score, kind="stable")[:n])
@@ -99,6 +116,48 @@ def faithfulness_frame(e: Explanation) -> pd.DataFrame:
     )
 
 
+def benchmark_frame(model: str) -> pd.DataFrame:
+    """Each signal of ``model`` as ``bench/explain.py`` last measured it against the planted
+    causes: hit@1 with its interval, and τ against occlusion."""
+    rows = []
+    for key, r in explain_signals().items():
+        name, signal = key.split("/", 1)
+        if name != model:
+            continue
+        rows.append(
+            {
+                "signal": SIGNAL_NAMES.get(signal, signal),
+                "finds the planted cause (hit@1)": f"{r.hit:.2f} [{r.hit_ci[0]:.2f}, "
+                f"{r.hit_ci[1]:.2f}]",
+                "τ vs occlusion": "–" if r.tau is None else f"{r.tau:.2f}",
+                "picks": f"{r.cases:,}",
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["signal", "finds the planted cause (hit@1)", "τ vs occlusion", "picks"]
+    )
+
+
+def record_line(record: SignalRecord | None, e: Explanation, signal: str) -> str:
+    """What the benchmark measured for the signal shown, next to this pick's own agreement with
+    removals (plain text)."""
+    live = e.faithfulness.get(signal)
+    here = (
+        f" For this pick, τ vs removals is {live.kendall_tau:.2f}."
+        if live is not None and not math.isnan(live.kendall_tau)
+        else ""
+    )
+    if record is None:
+        return f"This signal has no benchmark record for this model yet.{here}"
+    lo, hi = record.hit_ci
+    tau = "" if record.tau is None else f", τ vs removals {record.tau:.2f}"
+    return (
+        f"Benchmark ({record.date}, {record.cases:,} picks on synthetic worlds whose causes are "
+        f"known): this signal's top item is the real cause in {record.hit:.0%} of picks "
+        f"(95 % CI {lo:.0%}–{hi:.0%}){tau}.{here}"
+    )
+
+
 def explanation_panel(
     history: list[HistoryItem], e: Explanation, *, key: str, stacked: bool = False
 ) -> None:
@@ -119,8 +178,23 @@ def explanation_panel(
     )
     data = frame if show_all else most_telling(frame)
     left, right = (st.container(), st.container()) if stacked else st.columns(2)
-    weight_title = "this pick's own attention" if e.attention_pick_specific else "attention"
-    if e.attention is not None:
+    left = left.container(key=f"{key}_attends")  # a stable hook for the browser tests
+    signal, _ = lead_signal(e)
+    if signal == "readout_drop":
+        left.vega_lite_chart(
+            data,
+            bar_spec(
+                "skip",
+                "What the model attends to for this pick (score lost if it skipped the item)",
+                "score lost without reading it",
+                signed=True,
+                extra_tooltip=[("weight", "this pick's attention"), ("share", "share of score")],
+            ),
+            key=f"{key}_weights",
+            width="stretch",
+        )
+    elif e.attention is not None:
+        weight_title = "this pick's own attention" if e.attention_pick_specific else "attention"
         left.vega_lite_chart(
             data,
             bar_spec("weight", f"What the model attends to ({weight_title})", "weight"),
@@ -141,16 +215,22 @@ def explanation_panel(
         key=f"{key}_drops",
         width="stretch",
     )
-    scope = (
-        "each pick has its own weights"
-        if e.attention_pick_specific
-        else "self-attention of the last position: the same for every pick of this list"
-    )
+    if signal == "readout_drop":
+        scope = (
+            "each pick has its own weights over the history; a bar is how much of this pick's "
+            "score the model's reading of that item carries (what the score loses if the "
+            "reading skipped it, the other weights renormalised)"
+        )
+    elif e.attention_pick_specific:
+        scope = "each pick has its own weights"
+    else:
+        scope = "self-attention of the last position: the same for every pick of this list"
     st.caption(
         f"Attention: {scope}. Score drop: how much lower the model scores this pick without "
         f"that item (red: the pick scores higher without it). The model alone ranks this pick "
         f"#{e.rank} among items not yet seen; its scores are logits, only their order matters."
     )
+    st.caption(record_line(explain_signals().get(f"{e.model}/{signal}"), e, signal))
     if st.toggle("Show the faithfulness numbers", key=f"{key}_expert"):
         st.dataframe(faithfulness_frame(e), hide_index=True, width="stretch")
         st.caption(

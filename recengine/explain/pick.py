@@ -36,9 +36,18 @@ from recengine.explain.results import Explanation, TimeSplit
 from recengine.models.sequence import SeqBatch, SequenceModel, case_batch
 
 ScoreKind = Literal["logit", "log_prob"]
-METHODS = ("attention", "rollout", "occlusion", "grad_input", "split")
-# Signals whose faithfulness can be measured (the split is a decomposition, not a ranking).
-SIGNALS = ("attention", "rollout", "occlusion", "grad_input")
+METHODS = (
+    "attention",
+    "rollout",
+    "occlusion",
+    "grad_input",
+    "split",
+    "contribution",
+    "readout_drop",
+)
+# Signals whose faithfulness can be measured (the time split is a decomposition of attention
+# logits, not a ranking; the contribution is a decomposition of the pick's logit, which ranks).
+SIGNALS = ("attention", "rollout", "occlusion", "grad_input", "contribution", "readout_drop")
 
 
 def on_cpu(model: SequenceModel) -> SequenceModel:
@@ -172,6 +181,9 @@ class _Signals:
     layers: np.ndarray | None = None  # (layers, heads, n): self-attention of the last position
     pick_specific: bool = False
     split: TimeSplit | None = None
+    contribution: np.ndarray | None = None  # (P, n) exact shares of each pick's logit
+    prior: np.ndarray | None = None  # (P,) the part of each logit no history item carries
+    readout_drop: np.ndarray | None = None  # (P, n) the drop when the readout skips an item
 
 
 def _attention_signals(
@@ -189,10 +201,17 @@ def _attention_signals(
         out.attention = np.tile(last, (P, 1))
         out.rollout = np.tile(attention_rollout(head_mean)[-1].double().numpy(), (P, 1))
         out.layers = torch.stack([a[:, -1, :] for a in attentions]).double().numpy()
-    elif model.can("target_attention"):
+    # Target attention is what the model reads *for this pick*: it is the attention shown,
+    # also where an encoder's self-attention exists (it stays in ``layers`` and the rollout).
+    if model.can("target_attention"):
         weights = model.candidate_attention(batch, torch.tensor(items))[0]
         out.attention = _shares(weights.double().numpy())
         out.pick_specific = True
+    if model.can("logit_split"):
+        split = model.logit_split(batch, torch.tensor(items))
+        out.contribution = split.shares[0].double().numpy()
+        out.prior = split.rest[0].double().numpy()
+        out.readout_drop = split.readout_drops[0].double().numpy()
     if with_split:
         last_split = model.attention_split(batch)[-1]
         out.split = TimeSplit(
@@ -227,10 +246,10 @@ def explain_top(
     (view/cart/purchase; both needed for the reason). ``methods``: which per-position arrays to
     fill, a subset of the model's ``explain_methods`` (default: all but grad_input, which costs a
     backward pass). ``faithfulness_of``: the signals whose faithfulness is measured (default:
-    attention and rollout where the model has them). ``k``: the top-k of comprehensiveness and
-    sufficiency. ``list_size``: the length of the list shown (default ``len(items)``), for the
-    reason. ``popular_items``: picks the caller considers popular now (for the reason's
-    fallback).
+    attention, rollout, contribution and readout_drop where the model has them). ``k``: the top-k of
+    comprehensiveness and sufficiency. ``list_size``: the length of the list shown (default
+    ``len(items)``), for the reason. ``popular_items``: picks the caller considers popular now
+    (for the reason's fallback).
     """
     items = [int(i) for i in items]
     if not items:
@@ -253,7 +272,7 @@ def explain_top(
     )
     measurable = tuple(s for s in SIGNALS if s in offered)
     wanted = (
-        {s for s in ("attention", "rollout") if s in offered}
+        {s for s in ("attention", "rollout", "contribution", "readout_drop") if s in offered}
         if faithfulness_of is None
         else set(faithfulness_of)
     )
@@ -297,6 +316,8 @@ def explain_top(
             "rollout": signals.rollout,
             "grad_input": grads,
             "occlusion": occlusion,
+            "contribution": signals.contribution,
+            "readout_drop": signals.readout_drop,
         }
         shared = {"attention", "rollout"} if not signals.pick_specific else {"rollout"}
         tops: dict[tuple[str, int], list[int]] = {}
@@ -378,9 +399,13 @@ def explain_top(
                 rank_without=None if rank_without is None else rank_without[p],
                 grad_input=grads[p] if grads is not None and "grad_input" in chosen else None,
                 split=signals.split,
+                contribution=_row(signals.contribution, p) if "contribution" in chosen else None,
+                prior=None if signals.prior is None else float(signals.prior[p]),
+                readout_drop=(_row(signals.readout_drop, p) if "readout_drop" in chosen else None),
                 faithfulness=measured,
                 reason=reason,
                 attention_pick_specific=signals.pick_specific,
+                model=model.name,
             )
         )
     return explanations

@@ -43,11 +43,19 @@ class Explanation:
     rank_without: np.ndarray | None = None  # the pick's rank when each item is removed
     grad_input: np.ndarray | None = None
     split: TimeSplit | None = None
+    # Exact shares of the pick's logit per history position (models with ``logit_split``):
+    # Σ contribution + prior == score when the score is the logit.
+    contribution: np.ndarray | None = None
+    prior: float | None = None
+    # What the pick's logit loses when the readout skips each item (weights renormalised over
+    # the others, the encoder's states kept): one pass, no re-run of the model.
+    readout_drop: np.ndarray | None = None
     faithfulness: dict[str, Faithfulness] = field(default_factory=dict)
     reason: Reason | None = None
     # True when ``attention`` is this pick's own (target attention); False when it is the
     # history's self-attention, the same for every pick of the list.
     attention_pick_specific: bool = False
+    model: str = ""  # the zoo name of the model explained (what its benchmark record is under)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain lists and numbers (for JSON, logs and the impressions table)."""
@@ -75,9 +83,13 @@ class Explanation:
                 "position": plain(self.split.position),
                 "time": plain(self.split.time),
             },
+            "contribution": plain(self.contribution),
+            "prior": self.prior,
+            "readout_drop": plain(self.readout_drop),
             "faithfulness": {k: f.to_dict() for k, f in self.faithfulness.items()},
             "reason": None if self.reason is None else self.reason.__dict__.copy(),
             "attention_pick_specific": self.attention_pick_specific,
+            "model": self.model,
         }
 
 

@@ -44,6 +44,29 @@ def _moves(rank: int, without: int) -> str:
     return f"stays at #{rank}"
 
 
+def lead_signal(e: Explanation) -> tuple[str, np.ndarray | None]:
+    """The signal an explanation leads with: where the model reads the history per pick, what
+    the pick's score loses when the readout skips each item (the signal that found the planted
+    causes best in ``bench/explain.py``), else the attention."""
+    if e.readout_drop is not None:
+        return "readout_drop", e.readout_drop
+    if e.contribution is not None:
+        return "contribution", e.contribution
+    return "attention", e.attention
+
+
+SIGNAL_WORDS = {
+    "readout_drop": "the model's reading",
+    "contribution": "the score split",
+    "attention": "attention",
+}
+ITEM_WORDS = {
+    "readout_drop": "the item the model leans on most",
+    "contribution": "the item with the largest share",
+    "attention": "the most attended item",
+}
+
+
 def _headline(e: Explanation, titles: Sequence[str]) -> str:
     """Which item the model leaned on, and what removing it really does to the pick's rank;
     where another removal moves the pick further, that one too. Never claims an effect that
@@ -53,14 +76,15 @@ def _headline(e: Explanation, titles: Sequence[str]) -> str:
     mover = None
     if ranks is not None and len(ranks) and (ranks != e.rank).any():
         mover = int(np.argmax(np.abs(ranks - e.rank) + (ranks > e.rank) * 0.5))
-    if e.attention is None or not len(e.attention):
+    _, signal = lead_signal(e)
+    if signal is None or not len(signal):
         if mover is None:
             return "No single item of the history moves this pick."
         return (
             f"Removing “{_title(titles, mover)}” moves this pick most: it "
             f"{_moves(e.rank, int(ranks[mover]))}."
         )
-    lead = int(np.argmax(e.attention))
+    lead = int(np.argmax(signal))
     headline = f"The model leaned most on “{_title(titles, lead)}”"
     if ranks is None:
         return headline + "."
@@ -87,32 +111,41 @@ def pick_summary(explanation: Explanation, titles: Sequence[str]) -> PickSummary
     e = explanation
     headline = _headline(e, titles)
     attention = removal = None
-    measured = e.faithfulness.get("attention")
+    name, _ = lead_signal(e)
+    words = SIGNAL_WORDS[name]
+    item = ITEM_WORDS[name]
+    measured = e.faithfulness.get(name)
     if measured is not None:
         tau = measured.kendall_tau
         if math.isnan(tau):
-            attention = Verdict("attention cannot be compared with removals here", "mixed")
+            attention = Verdict(f"{words} cannot be compared with removals here", "mixed")
         elif tau >= AGREES_TAU:
-            attention = Verdict(f"attention agrees with removals (τ {tau:.2f})", "good")
+            attention = Verdict(f"{words} agrees with removals (τ {tau:.2f})", "good")
         elif tau > DISAGREES_TAU:
-            attention = Verdict(f"attention partly agrees with removals (τ {tau:.2f})", "mixed")
+            attention = Verdict(f"{words} partly agrees with removals (τ {tau:.2f})", "mixed")
         else:
-            attention = Verdict(f"attention does not match removals (τ {tau:.2f})", "bad")
+            attention = Verdict(f"{words} does not match removals (τ {tau:.2f})", "bad")
         top, random_ = measured.drop_top, measured.drop_random
         if len(e.history) < 2:
             removal = Verdict("one history item: no other to compare its removal with", "mixed")
         elif top > max(random_, 0.0):
             removal = Verdict(
-                f"removing the most attended item costs {top:.2f}, a random one {random_:.2f}",
+                f"removing {item} costs {top:.2f}, a random one {random_:.2f}",
                 "good",
             )
         else:
             removal = Verdict(
-                f"removing the most attended item costs {top:.2f}, a random one {random_:.2f}: "
-                "no more",
+                f"removing {item} costs {top:.2f}, a random one {random_:.2f}: no more",
                 "bad",
             )
     return PickSummary(headline, attention, removal)
 
 
-__all__ = ["AGREES_TAU", "DISAGREES_TAU", "PickSummary", "Verdict", "pick_summary"]
+__all__ = [
+    "AGREES_TAU",
+    "DISAGREES_TAU",
+    "PickSummary",
+    "Verdict",
+    "lead_signal",
+    "pick_summary",
+]
