@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bench.headlines import ml1m_sasrec
-from ui.headline_cards import ml1m_card, store_card
+from bench.headlines import explain_signals, ml1m_sasrec
+from ui.headline_cards import explanation_card, ml1m_card, store_card
 from ui.layout import start_page
 from ui.scenarios import SCENARIOS, run_scenario
 from ui.text import plain
@@ -29,7 +29,7 @@ for column, scenario in zip(st.columns(len(SCENARIOS)), SCENARIOS, strict=True):
             run_scenario(service, scenario)
 
 st.subheader("Headline numbers")
-cols = st.columns(3)
+cols = st.columns(4)
 status = service.model_status(visitor.model)
 if status.ready and visitor.model in status.metrics:
     store_card(cols[0], status, visitor.model, "ndcg")
@@ -50,6 +50,7 @@ if (ml1m := ml1m_sasrec()) is not None:
             "has the whole table."
         ),
     )
+explanation_card(cols[3], explain_signals())
 
 if not status.ready:
     training_panel(service, visitor.model)

@@ -1,585 +1,489 @@
-"""Do the explanations point at the true cause? Faithfulness, sanity checks and speed.
+"""Do the explanations point at the true cause? Per signal: planted-cause hit@1 and MRR with
+95 % confidence intervals, faithfulness to occlusion, whether it is specific to the pick, and
+its cost.
 
-    python -m bench.explain [--no-write] [--quick]
+    python -m bench.explain [--seeds 8 9 10] [--folds 3] [--quick] [--no-write]
 
-Protocol: the default synthetic world (seed 7) is generated in memory. A fifth of its users
-(drawn with the seed) are held out; the app's default SASRec (``DEFAULT_MODEL_CONFIG``, content
-tokens, ``train_sasrec`` with the service's ``TrainConfig``) is trained on the other users only.
-Every held-out event whose planted reason is ``trigger`` is a case: the history before it, the
-triggered item as the target, and the planted cause (the triggering event's position). Cases
-where the model ranks the target in its top-10 (seen items removed) are explained with
-``recengine.explain.explain_pick``, and each method's ranking of the history is scored against
-the cause: hit@1 and MRR, with ties broken uniformly at random (expected values). Baselines:
-the most recent item, and the item most similar in content to the target (TF-IDF cosine over
-category, brand and tags, as ``ContentIndex``).
+Protocol. For each seed a default-size synthetic world is generated in memory and its users are
+split into ``--folds`` folds (drawn with the seed). For each fold, two models are trained on the
+other folds' users only, with the app's settings (``DEFAULT_MODEL_CONFIG``, content tokens, the
+trainer's defaults and a time budget): plain SASRec (the app's model) and SASRec with a
+target-attention readout (``recengine/models/sasrec_readout.py``). Every event of a held-out
+user whose planted reason is ``trigger`` is a case: the history before it (the model's last
+``max_len`` items), the triggered item, and the planted cause's position in that window. Cases
+where a model ranks the triggered item in its top 10 (seen items removed) are explained with
+``explain_top``; each signal ranks the history and is scored on whether its top item is the
+planted cause (hit@1) and the cause's reciprocal rank (MRR), ties broken at random (expected
+values). The planted causes are only ever read here: no model trains on them.
 
-Also measured: attention mass on planted noise clicks against their share of positions (held-out
-users' last windows); faithfulness (Kendall τ with occlusion, score drops, ERASER
-comprehensiveness/sufficiency at k = 3); model-level checks (Wiegreffe & Pinter, 2019; Adebayo
-et al., 2018): uniform attention, the last block re-initialised, and all weights re-initialised
-must change the rankings and the explanations; and the time of ``explain_top`` for 10 picks,
-with history 200 on a 3,416-item catalog (an ML-1M-shaped SASRec, random weights: the time does
-not depend on them) and with the trained app model. One thread (``torch.set_num_threads(1)``):
-the machine is shared.
+Baselines on the same cases: the most recent item, and the item most similar in content to the
+target (TF-IDF cosine over category, brand and tags, as ``ContentIndex``).
+
+Faithfulness (each model against its own occlusion, k = 3): Kendall τ-b with the occlusion
+effects, ERASER comprehensiveness (score drop when the signal's top 3 are removed) and
+sufficiency (drop when only they are kept; lower is better). Confidence intervals: percentile
+bootstrap over held-out users (2,000 resamples; a user's cases are not independent).
+
+Pick-specific: whether the signal differs between the picks of one list (checked on the top-10
+lists of the first cases). Cost: milliseconds per pick for a list of 10 picks, each signal
+alone, one thread, median over cases.
+
+The default signal the app shows was chosen on a development seed that the reported seeds
+exclude: seed 7, first fold, 114 explained picks (``--seeds 7 --first-folds 1``, with the
+readout model then trained with 256 sampled negatives). The exact logit split
+(``contribution``) had been fixed as the default before any run; there it found the planted
+cause in 0.63 of picks with τ 0.30 against occlusion, while the readout's own removal effect
+(``readout_drop``) reached 0.83 and τ 0.67, so the default became ``readout_drop``. The reported
+run (seeds 8, 9 and 10) was made after that choice and did not change it. The targets are
+checked against it.
+
+NDCG@10 of the readout model against plain SASRec: the ratio of their held-out (test) NDCG@10
+on the same training users, per fold, mean and standard error over folds and seeds.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
 import random
+import statistics
 import time
-from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from bench.report import append_result, machine, percentiles, today, write_section
+from bench.explain_cases import bootstrap_ci, expected_hit_and_rr, trigger_cases, user_events
+from bench.report import machine, today, write_section
 from db.synthetic import WORLD_SIZES, World, generate_world
 from recengine.coldstart import ContentIndex
-from recengine.explain import Explanation, explain_pick, explain_top, kendall_tau, uniform_attention
+from recengine.explain import explain_top
+from recengine.explain.attention import attention_rollout
+from recengine.explain.gradients import grad_input
+from recengine.explain.occlusion import removal_scores
 from recengine.features import item_tokens
-from recengine.models.sasrec import SASRec, SASRecConfig
+from recengine.models.sequence import SequenceModel, case_batch
 from recengine.service import DEFAULT_MODEL_CONFIG
-from recengine.training import TrainConfig, TrainResult, train_sasrec
+from recengine.training import TrainConfig, TrainResult, sequences_data, train
 
-SEED = 7
 RESULTS = Path(__file__).resolve().parent / "results" / "explain.json"
-METHODS = ("attention", "rollout", "occlusion", "grad_input")
-LABELS = {
-    "attention": "raw attention (last layer, mean over heads)",
-    "rollout": "attention rollout",
-    "occlusion": "occlusion (remove one item)",
-    "grad_input": "gradient × input",
-    "recent": "baseline: most recent item",
-    "content": "baseline: most content-similar item",
+# Both train with the app's full softmax over the catalog.
+MODELS: dict[str, dict[str, Any]] = {
+    "sasrec": dict(DEFAULT_MODEL_CONFIG),
+    "sasrec_readout": dict(DEFAULT_MODEL_CONFIG),
 }
+SIGNALS: dict[str, tuple[str, ...]] = {
+    "sasrec": ("attention", "rollout", "grad_input", "occlusion"),
+    "sasrec_readout": ("attention", "contribution", "readout_drop", "rollout", "occlusion"),
+}
+BASELINES = ("most_recent", "most_similar")
+# Chosen on the development seed (see the module docstring), never on the reported seeds.
+DEFAULT_SIGNAL = ("sasrec_readout", "readout_drop")
+LABELS = {
+    "sasrec/attention": "SASRec: raw attention (last layer, mean over heads)",
+    "sasrec/rollout": "SASRec: attention rollout",
+    "sasrec/grad_input": "SASRec: gradient × input",
+    "sasrec/occlusion": "SASRec: occlusion (remove one item)",
+    "sasrec_readout/attention": "readout model: the pick's target attention α",
+    "sasrec_readout/contribution": "readout model: exact logit split α·(e·h)",
+    "sasrec_readout/readout_drop": "readout model: drop when the readout skips the item",
+    "sasrec_readout/rollout": "readout model: encoder attention rollout",
+    "sasrec_readout/occlusion": "readout model: occlusion (remove one item)",
+    "most_recent": "baseline: most recent item",
+    "most_similar": "baseline: most content-similar item",
+}
+TARGETS = {"tau": 0.6, "hit@1": 0.70, "ms_per_pick": 5.0, "ndcg_ratio": 0.98}
 
 
-# ---- the world as sequences with their planted reasons ---------------------------------------
-
-
-def user_events(world: World) -> dict[int, list[dict]]:
-    """Per user, events in time order (as World.user_sequences orders them), each with its
-    position of cause (or None)."""
-    user_of = {s["id"]: s["user_id"] for s in world.sessions}
-    events: dict[int, list[dict]] = {}
-    for e in sorted(world.events, key=lambda e: (e["ts"], e["id"])):
-        events.setdefault(user_of[e["session_id"]], []).append(e)
-    for seq in events.values():
-        position = {e["id"]: p for p, e in enumerate(seq)}
-        for e in seq:
-            e["cause_position"] = position.get(e["cause_event_id"])
-    return events
-
-
-# ---- scoring a ranking of history positions against the cause --------------------------------
-
-
-def expected_hit_and_rr(scores: np.ndarray, cause: int) -> tuple[float, float]:
-    """Hit@1 and reciprocal rank of ``cause`` when ties are broken uniformly at random."""
-    higher = int(np.sum(scores > scores[cause]))
-    tied = int(np.sum(scores == scores[cause]))  # the cause included
-    hit = 1.0 / tied if higher == 0 else 0.0
-    rr = sum(1.0 / r for r in range(higher + 1, higher + tied + 1)) / tied
-    return hit, rr
-
-
-def top10(model: SASRec, histories: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, n_items + 1) scores with seen items at −inf, and each row's top-10 item indices."""
-    out = []
-    for start in range(0, len(histories), 256):
-        chunk = histories[start : start + 256]
-        width = max(len(h) for h in chunk)
-        seqs = torch.tensor([[0] * (width - len(h)) + h for h in chunk])
-        with torch.no_grad():
-            scores, _ = model.score_last(seqs)
-        for row, h in enumerate(chunk):
-            scores[row, h] = float("-inf")
-        out.append(scores)
-    scores = torch.cat(out)
-    return scores, scores.topk(10, dim=1).indices
-
-
-def ndcg_at_10(scores: torch.Tensor, targets: list[int]) -> float:
-    own = scores[torch.arange(len(targets)), targets]
-    ranks = (scores > own[:, None]).sum(1) + (scores == own[:, None]).sum(1) - 1  # 0-based, ties
-    gains = [1.0 / math.log2(r + 2) if r < 10 else 0.0 for r in ranks.tolist()]
-    return float(np.mean(gains))
-
-
-def randomised(model: SASRec, seed: int, last_block_only: bool) -> SASRec:
-    """A copy with re-initialised weights (Adebayo et al., 2018): the whole model, or the last
-    block only (the first step of their cascade). Content-token ids (a buffer) are kept."""
-    copy_ = copy.deepcopy(model)
-    torch.manual_seed(seed)
-    target = copy_.blocks[-1] if last_block_only else copy_
-    target.apply(SASRec._init_weights)
-    for module in target.modules():
-        if isinstance(module, torch.nn.LayerNorm):
-            module.reset_parameters()
-    return copy_.eval()
-
-
-# ---- the experiment -------------------------------------------------------------------------
-
-
-def train(world: World, held_out: set[int], budget_s: float) -> TrainResult:
-    sequences = {u: s for u, s in world.user_sequences().items() if u not in held_out}
+def train_model(
+    name: str, world: World, users: set[int], seed: int, budget_s: float
+) -> TrainResult:
+    sequences = {u: s for u, s in world.user_sequences().items() if u in users}
     items = world.item_rows()
-    started = time.perf_counter()
-    result = train_sasrec(
-        sequences,
-        [i.id for i in items],
-        item_tokens={i.id: item_tokens(i) for i in items},
-        model_config=DEFAULT_MODEL_CONFIG,
-        train_config=TrainConfig(seed=SEED, device="cpu", time_budget_s=budget_s),
+    data = sequences_data(
+        sequences, [i.id for i in items], item_tokens={i.id: item_tokens(i) for i in items}
     )
-    print(f"trained in {time.perf_counter() - started:.0f} s, {result.card.training['epochs_run']}")
-    return result
-
-
-def attribution_ranking(
-    model: SASRec,
-    window: list[int],
-    target: int,
-    titles: list[str] | None = None,
-    kinds: list[str] | None = None,
-) -> tuple[dict[str, np.ndarray], Explanation]:
-    e = explain_pick(model, window, target, k=3, titles=titles, kinds=kinds)
-    signals = {m: getattr(e, m) for m in METHODS}
-    return signals, e
-
-
-def nanmean(values: list[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return float(np.mean(finite)) if finite else float("nan")
-
-
-def run(quick: bool) -> dict:
-    torch.set_num_threads(1)
-    world = generate_world(replace(WORLD_SIZES["default"], seed=SEED))
-    events = user_events(world)
-    users = sorted(events)
-    held_out = set(random.Random(SEED).sample(users, len(users) // 5))
-    result = train(world, held_out, budget_s=30 if quick else 80)
-    model, vocab = result.model.eval(), result.vocab
-    max_len = model.config.max_len
-
-    # Trigger cases among the held-out users (model-index space).
-    cases = []
-    for user in sorted(held_out):
-        seq = events[user]
-        encoded = vocab.encode(e["item_id"] for e in seq)
-        for p, e in enumerate(seq):
-            if e["reason"] != "trigger" or e["cause_position"] is None or p == 0:
-                continue
-            start = max(0, p - max_len)
-            cases.append(
-                {
-                    "window": encoded[start:p],
-                    "reasons": [x["reason"] for x in seq[start:p]],
-                    "kinds": [x["kind"] for x in seq[start:p]],
-                    "target": encoded[p],
-                    "cause": e["cause_position"] - start,
-                }
-            )
-    scores, tops = top10(model, [c["window"] for c in cases])
-    for c, top in zip(cases, tops, strict=True):
-        c["top10"] = top.tolist()
-        c["in_top10"] = c["target"] in c["top10"]
-    hits = [c for c in cases if c["in_top10"]]
-    if quick:
-        hits = hits[:40]
-    print(f"{len(cases)} trigger cases, {len(hits)} with the target in the top-10")
-
-    # Content similarity of items by their TF-IDF rows (as ContentIndex builds them).
-    content = ContentIndex(world.item_rows(), {})
-    rows = np.array([content.row_of[vocab.decode(i)] for i in range(1, len(vocab) + 1)])
-    unit = content.matrix[rows]  # (n_items, tokens): row i − 1 is model index i
-
-    per_method: dict[str, list[tuple[float, float]]] = {
-        m: [] for m in (*METHODS, "recent", "content")
-    }
-    faith: dict[str, dict[str, list[float]]] = {
-        m: {"tau": [], "drop_top": [], "drop_random": [], "drop_lowest": [], "comp": [], "suff": []}
-        for m in METHODS
-    }
-    reasons: Counter[str] = Counter()
-    reason_names_cause = 0
-    explained: list[tuple[dict, dict[str, np.ndarray]]] = []
-    started = time.perf_counter()
-    title_of = {i["id"]: i["title"] for i in world.items}
-    examples: list[str] = []
-    for c in hits:
-        titles = [title_of[vocab.decode(i)] for i in c["window"]]
-        signals, e = attribution_ranking(model, c["window"], c["target"], titles, c["kinds"])
-        explained.append((c, signals))
-        for m in METHODS:
-            per_method[m].append(expected_hit_and_rr(signals[m], c["cause"]))
-            f = e.faithfulness[m]
-            for key, value in (
-                ("tau", f.kendall_tau),
-                ("drop_top", f.drop_top),
-                ("drop_random", f.drop_random),
-                ("drop_lowest", f.drop_lowest),
-                ("comp", f.comprehensiveness),
-                ("suff", f.sufficiency),
-            ):
-                faith[m][key].append(value)
-        n = len(c["window"])
-        per_method["recent"].append(expected_hit_and_rr(np.arange(n, dtype=float), c["cause"]))
-        sims = unit[np.array(c["window"]) - 1] @ unit[c["target"] - 1]
-        per_method["content"].append(expected_hit_and_rr(sims.astype(np.float64), c["cause"]))
-        reason = e.reason
-        assert reason is not None
-        reasons[f"{reason.strength} / {reason.signal}"] += 1
-        if reason.strength == "decisive" and c["cause"] in reason.positions:
-            reason_names_cause += 1
-        if len(examples) < 4 and reason.strength != "none":
-            examples.append(
-                f"{title_of[vocab.decode(c['target'])]}: “{reason.text}” "
-                f"(planted cause: {titles[c['cause']]})"
-            )
-    explain_s = time.perf_counter() - started
-
-    cause_table = {
-        m: {
-            "hit@1": float(np.mean([h for h, _ in v])),
-            "mrr": float(np.mean([r for _, r in v])),
-        }
-        for m, v in per_method.items()
-    }
-    faith_table = {
-        m: {k: nanmean(v) for k, v in d.items()} | {"tau_nan": int(np.isnan(d["tau"]).sum())}
-        for m, d in faith.items()
-    }
-
-    # Attention mass on planted noise clicks, last windows of held-out users.
-    noise = {"attention": [], "rollout": [], "share": []}
-    for user in sorted(held_out):
-        seq = events[user][-max_len:]
-        window = vocab.encode(e["item_id"] for e in seq)
-        is_noise = np.array([e["reason"] == "noise" for e in seq])
-        if len(window) < 2 or not is_noise.any():
-            continue
-        e = explain_pick(model, window, 1, methods=["attention", "rollout"])
-        noise["attention"].append(float(e.attention[is_noise].sum()))
-        noise["rollout"].append(float(e.rollout[is_noise].sum()))
-        noise["share"].append(float(is_noise.mean()))
-    noise_table = {k: float(np.mean(v)) for k, v in noise.items()} | {
-        "windows": len(noise["share"])
-    }
-
-    # Model-level checks on every trigger case (rankings) and the explained ones (explanations).
-    targets = [c["target"] for c in cases]
-    base_scores = scores
-    checks = {}
-    variants = {
-        "uniform attention": None,
-        "last block re-initialised": randomised(model, SEED, last_block_only=True),
-        "all weights re-initialised": randomised(model, SEED, last_block_only=False),
-    }
-    for name, variant in variants.items():
-        if variant is None:
-            with uniform_attention(model):
-                v_scores, v_tops = top10(model, [c["window"] for c in cases])
-                v_signals = [
-                    attribution_ranking(model, c["window"], c["target"])[0] for c, _ in explained
-                ]
-        else:
-            v_scores, v_tops = top10(variant, [c["window"] for c in cases])
-            v_signals = [
-                attribution_ranking(variant, c["window"], c["target"])[0] for c, _ in explained
-            ]
-        overlap = [
-            len(set(a) & set(b)) / 10 for a, b in zip(tops.tolist(), v_tops.tolist(), strict=True)
-        ]
-        taus = {}
-        for m in METHODS:
-            values = [
-                kendall_tau(orig[m], new[m])
-                for (_, orig), new in zip(explained, v_signals, strict=True)
-                if len(orig[m]) >= 2
-            ]
-            taus[m] = nanmean(values)
-        cause_hit = {
-            m: float(
-                np.mean(
-                    [
-                        expected_hit_and_rr(s[m], c["cause"])[0]
-                        for (c, _), s in zip(explained, v_signals, strict=True)
-                    ]
-                )
-            )
-            for m in METHODS
-        }
-        checks[name] = {
-            "top10_overlap": float(np.mean(overlap)),
-            "ndcg@10": ndcg_at_10(v_scores, targets),
-            "explanation_tau_vs_trained": taus,
-            "cause_hit@1": cause_hit,
-        }
-    checks["trained"] = {"ndcg@10": ndcg_at_10(base_scores, targets), "top10_overlap": 1.0}
-
-    latency = measure_latency(model, events, held_out, vocab, reps=10 if quick else 30)
-    return {
-        "date": today(),
-        "machine": machine(),
-        "threads": torch.get_num_threads(),
-        "load_average": os.getloadavg(),
-        "world": {
-            "size": "default",
-            "seed": SEED,
-            "users": len(users),
-            "items": len(world.items),
-            "events": len(world.events),
-            "held_out_users": len(held_out),
-        },
-        "model": {
-            "config": result.card.model_config,
-            "epochs_run": result.card.training["epochs_run"],
-            "best_epoch": result.card.training["best_epoch"],
-            "train_seconds": result.card.training["train_seconds"],
-            "valid_ndcg@10": result.card.metrics["sasrec"]["valid"]["ndcg@10"],
-        },
-        "cases": {
-            "trigger": len(cases),
-            "target_in_top10": len(hits),
-            "explain_seconds": explain_s,
-        },
-        "cause": cause_table,
-        "faithfulness_k3": faith_table,
-        "reasons": dict(reasons),
-        "decisive_reasons_naming_the_cause": reason_names_cause,
-        "reason_examples": examples,
-        "noise": noise_table,
-        "model_checks": checks,
-        "latency": latency,
-    }
-
-
-def measure_latency(model: SASRec, events: dict, held_out: set[int], vocab, reps: int) -> dict:
-    """explain_top for 10 picks: ML-1M-shaped model with history 200, and the trained model."""
-
-    def timed(fn, n: int) -> dict[str, float]:
-        fn()  # warm-up
-        wall, cpu = [], []
-        for _ in range(n):
-            w0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            wall.append((time.perf_counter() - w0) * 1000)
-            cpu.append((time.process_time() - c0) * 1000)
-        return {"wall": percentiles(wall), "cpu_p50": float(np.median(cpu))}
-
-    torch.manual_seed(SEED)
-    big = SASRec(SASRecConfig(n_items=3416, max_len=200, d_model=64, n_heads=1, n_layers=2)).eval()
-    gen = torch.Generator().manual_seed(SEED)
-    history = torch.randperm(3416, generator=gen)[:200].add(1).tolist()
-    with torch.no_grad():
-        scores, _ = big.score_last(torch.tensor([history]))
-    scores[0, history] = float("-inf")
-    picks = scores[0].topk(10).indices.tolist()
-    titles, kinds = [f"item {i}" for i in history], ["view"] * 200
-    out = {
-        "ml1m_shape_h200": timed(lambda: explain_top(big, history, picks), reps),
-        "ml1m_shape_h200_with_reason": timed(
-            lambda: explain_top(big, history, picks, titles=titles, kinds=kinds), reps
-        ),
-        "plain_forward": timed(
-            lambda: big.score_last(torch.tensor([history] * 201)), max(3, reps // 10)
-        ),
-    }
     torch.set_num_threads(2)
     try:
-        out["ml1m_shape_h200_2_threads"] = timed(lambda: explain_top(big, history, picks), reps)
+        return train(
+            name,
+            data,
+            model_config=MODELS[name],
+            train_config=TrainConfig(seed=seed, device="cpu", time_budget_s=budget_s),
+        )
     finally:
         torch.set_num_threads(1)
-    # The trained app model on held-out users' last 50 items.
-    windows = []
-    for user in sorted(held_out):
-        w = vocab.encode(e["item_id"] for e in events[user])[-model.config.max_len :]
-        if len(w) == model.config.max_len:
-            windows.append(w)
-    samples_wall, samples_cpu = [], []
-    for w in windows[: max(10, reps)]:
+
+
+def top10(model: SequenceModel, windows: list[list[int]]) -> list[list[int]]:
+    """Each window's top-10 items (model indices), its own items removed."""
+    out = []
+    for start in range(0, len(windows), 64):
+        chunk = windows[start : start + 64]
         with torch.no_grad():
-            s, _ = model.score_last(torch.tensor([w]))
-        s[0, w] = float("-inf")
-        top = s[0].topk(10).indices.tolist()
-        explain_top(model, w, top)  # warm
-        w0, c0 = time.perf_counter(), time.process_time()
-        explain_top(model, w, top, titles=[str(i) for i in w], kinds=["view"] * len(w))
-        samples_wall.append((time.perf_counter() - w0) * 1000)
-        samples_cpu.append((time.process_time() - c0) * 1000)
-    out["app_model_h50"] = {
-        "wall": percentiles(samples_wall),
-        "cpu_p50": float(np.median(samples_cpu)),
-    }
+            scores = model.score(case_batch(chunk, None, model.max_len))
+        for row, window in enumerate(chunk):
+            scores[row, window] = float("-inf")
+        out += scores.topk(10, dim=1).indices.tolist()
     return out
 
 
-# ---- report ------------------------------------------------------------------------------------
+def signal_timer(model: SequenceModel, name: str, signal: str):
+    """A function (window, picks) -> None computing ``signal`` alone for the picks, as the app
+    would: one encoder pass per list, plus the signal's own work."""
+
+    def run(window: list[int], picks: list[int]) -> None:
+        batch = case_batch([window], None, model.max_len)
+        items = torch.tensor(picks)
+        with torch.no_grad():
+            if signal == "attention" and name == "sasrec":
+                model.attention_maps(batch)[-1][0, :, -1].mean(0)
+            elif signal == "attention":
+                model.candidate_attention(batch, items)
+            elif signal in ("contribution", "readout_drop"):
+                model.logit_split(batch, items)
+            elif signal == "rollout":
+                attention_rollout([a[0].mean(0) for a in model.attention_maps(batch)])[-1]
+            elif signal == "occlusion":
+                removal_scores(model, window)[:, picks]
+        if signal == "grad_input":
+            grad_input(model, batch, picks, "logit")  # type: ignore[arg-type]
+
+    return run
 
 
-def fmt(x: float) -> str:
-    return "n/a (constant)" if math.isnan(x) else f"{x:.3f}"
-
-
-def render(r: dict) -> str:
-    cause = r["cause"]
-    rows = "\n".join(
-        f"| {LABELS[m]} | {cause[m]['hit@1']:.3f} | {cause[m]['mrr']:.3f} |"
-        for m in (*METHODS, "recent", "content")
-    )
-    f = r["faithfulness_k3"]
-    faith_rows = "\n".join(
-        f"| {LABELS[m]} | {f[m]['tau']:.3f} | {f[m]['drop_top']:.3f} | {f[m]['drop_random']:.3f} "
-        f"| {f[m]['drop_lowest']:.3f} | {f[m]['comp']:.3f} | {f[m]['suff']:.3f} |"
-        for m in METHODS
-    )
-    checks = r["model_checks"]
-    check_rows = "\n".join(
-        f"| {name} | {c['top10_overlap']:.3f} | {c['ndcg@10']:.4f} | "
-        + " | ".join(fmt(c["explanation_tau_vs_trained"][m]) for m in METHODS)
-        + " | "
-        + " | ".join(f"{c['cause_hit@1'][m]:.3f}" for m in ("attention", "occlusion"))
-        + " |"
-        for name, c in checks.items()
-        if name != "trained"
-    )
-    lat = r["latency"]
-
-    def lat_row(label: str, key: str) -> str:
-        x = lat[key]
-        return (
-            f"| {label} | {x['wall']['p50']:.1f} | {x['wall']['p95']:.1f} | {x['cpu_p50']:.1f} "
-            f"| {int(x['wall']['n'])} |"
+def run_fold(
+    world: World,
+    events: dict[int, list[dict]],
+    held_out: set[int],
+    seed: int,
+    fold: int,
+    budget_s: float,
+    unit: np.ndarray,
+    quick: bool,
+) -> dict[str, Any]:
+    users = {u for u in events if u not in held_out}
+    out: dict[str, Any] = {"seed": seed, "fold": fold, "held_out_users": len(held_out)}
+    for name in MODELS:
+        started = time.perf_counter()
+        result = train_model(name, world, users, seed, budget_s)
+        model, vocab = result.model.eval(), result.vocab
+        training = result.card.training
+        metrics = result.card.metrics[next(iter(result.card.metrics))]
+        print(
+            f"seed {seed} fold {fold} {name}: {time.perf_counter() - started:.0f} s, "
+            f"{training['epochs_run']} epochs ({training['stop_reason']}), "
+            f"test NDCG@10 {metrics['test']['ndcg@10']:.4f}",
+            flush=True,
         )
+        cases = trigger_cases(events, sorted(held_out), vocab.encode, model.max_len)
+        tops = top10(model, [c["window"] for c in cases])
+        hits = [(c, t) for c, t in zip(cases, tops, strict=True) if c["target"] in t]
+        if quick:
+            hits = hits[:15]
+        signals = SIGNALS[name]
+        records = []
+        for c, _top in hits:
+            e = explain_top(
+                model,
+                c["window"],
+                [c["target"]],
+                methods=signals,
+                faithfulness_of=[s for s in signals if s != "occlusion"],
+            )[0]
+            rec: dict[str, Any] = {"user": c["user"], "n": len(c["window"])}
+            for s in signals:
+                rec[s] = expected_hit_and_rr(np.asarray(getattr(e, s)), c["cause"])
+            n = len(c["window"])
+            rec["most_recent"] = expected_hit_and_rr(np.arange(n, dtype=float), c["cause"])
+            sims = unit[np.array(c["window"]) - 1] @ unit[c["target"] - 1]
+            rec["most_similar"] = expected_hit_and_rr(sims.astype(np.float64), c["cause"])
+            rec["faith"] = {
+                s: [f.kendall_tau, f.comprehensiveness, f.sufficiency]
+                for s, f in e.faithfulness.items()
+            }
+            records.append(rec)
+        # Pick-specific: do the signal's rows differ between the picks of one list?
+        specific = {s: False for s in signals}
+        for c, top in hits[:10]:
+            listed = explain_top(model, c["window"], top, methods=signals, faithfulness_of=())
+            for s in signals:
+                rows = np.array([getattr(e, s) for e in listed])
+                specific[s] |= bool(np.ptp(rows, axis=0).max() > 1e-9) if len(rows) > 1 else False
+        # Cost per pick, each signal alone, lists of 10 picks.
+        ms: dict[str, float] = {}
+        sample = hits[: 10 if quick else 40]
+        for s in signals:
+            fn = signal_timer(model, name, s)
+            if sample:
+                fn(sample[0][0]["window"], sample[0][1])  # warm-up
+            times = []
+            for c, top in sample:
+                t0 = time.perf_counter()
+                fn(c["window"], top)
+                times.append((time.perf_counter() - t0) * 1000 / len(top))
+            ms[s] = float(np.median(times)) if times else float("nan")
+        out[name] = {
+            "train_seconds": training["train_seconds"],
+            "epochs_run": training["epochs_run"],
+            "best_epoch": training["best_epoch"],
+            "stop_reason": training["stop_reason"],
+            "valid_ndcg@10": metrics["valid"]["ndcg@10"],
+            "test_ndcg@10": metrics["test"]["ndcg@10"],
+            "test_hr@10": metrics["test"]["hr@10"],
+            "trigger_cases": len(cases),
+            "explained": len(records),
+            "records": records,
+            "pick_specific": specific,
+            "ms_per_pick": ms,
+        }
+    return out
 
-    best = max(METHODS, key=lambda m: cause[m]["hit@1"])
-    baseline = max(cause["recent"]["hit@1"], cause["content"]["hit@1"])
-    verdict = (
-        f"The best method, {LABELS[best]}, beats both baselines on hit@1 "
-        f"({cause[best]['hit@1']:.3f} against {baseline:.3f})."
-        if cause[best]["hit@1"] > baseline
-        else f"No method beats both baselines on hit@1 (best {LABELS[best]}: "
-        f"{cause[best]['hit@1']:.3f}; best baseline {baseline:.3f})."
+
+def run(
+    seeds: list[int], folds: int, budget_s: float, quick: bool, first_folds: int | None = None
+) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    parts = []
+    started = time.perf_counter()
+    for seed in seeds:
+        world = generate_world(replace(WORLD_SIZES["default"], seed=seed))
+        events = user_events(world)
+        users = sorted(events)
+        random.Random(seed).shuffle(users)
+        content = ContentIndex(world.item_rows(), {})
+        for fold in range(1 if quick else min(folds, first_folds or folds)):
+            held_out = set(users[fold::folds])
+            # Content rows in model-index order need the fold's vocabulary: built per model run
+            # from the item ids, which every fold shares (the catalog is the same).
+            unit = content_rows(world, content)
+            parts.append(run_fold(world, events, held_out, seed, fold, budget_s, unit, quick))
+    return {
+        "kind": "run",
+        "date": today(),
+        "machine": machine(),
+        "threads": "training 2, explanations and timings 1",
+        "load_average": os.getloadavg(),
+        "command": "python -m bench.explain"
+        + (" --quick" if quick else "")
+        + f" --seeds {' '.join(map(str, seeds))} --folds {folds} --budget-s {budget_s:g}"
+        + (f" --first-folds {first_folds}" if first_folds else ""),
+        "world": "default",
+        "models": MODELS,
+        "parts": parts,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def content_rows(world: World, content: ContentIndex) -> np.ndarray:
+    """TF-IDF rows in model-index order: every vocabulary of this world lists the catalog by
+    item id (``ItemVocab`` over the catalog ids), so row i − 1 is model index i."""
+    ids = sorted(i["id"] for i in world.items)
+    return content.matrix[np.array([content.row_of[i] for i in ids])]
+
+
+# ---- the summary -----------------------------------------------------------------------------
+
+
+def summarise(entry: dict[str, Any]) -> dict[str, Any]:
+    """Pooled and per-seed figures of one run (the JSON ``summary`` and the tables' source)."""
+    seeds = sorted({p["seed"] for p in entry["parts"]})
+    signals: dict[str, Any] = {}
+    baselines: dict[str, Any] = {}
+    for name in MODELS:
+        recs = [(p["seed"], r) for p in entry["parts"] for r in p[name]["records"]]
+        clusters = [f"{s}/{r['user']}" for s, r in recs]
+        for s in (*SIGNALS[name], *BASELINES):
+            hit = [r[s][0] for _, r in recs]
+            rr = [r[s][1] for _, r in recs]
+            row: dict[str, Any] = {
+                "hit@1": float(np.mean(hit)) if hit else float("nan"),
+                "hit@1_ci": list(bootstrap_ci(hit, clusters)),
+                "mrr": float(np.mean(rr)) if rr else float("nan"),
+                "mrr_ci": list(bootstrap_ci(rr, clusters)),
+                "cases": len(hit),
+                "per_seed": {
+                    str(seed): float(np.mean([r[s][0] for sd, r in recs if sd == seed] or [np.nan]))
+                    for seed in seeds
+                },
+            }
+            if s in BASELINES:
+                baselines[f"{name}/{s}"] = row
+                continue
+            faith = [r["faith"][s] for _, r in recs if s in r["faith"]]
+            if faith:
+                cols = np.array(faith, dtype=np.float64)
+                row["tau_vs_occlusion"] = float(np.nanmean(cols[:, 0]))
+                row["comprehensiveness"] = float(np.nanmean(cols[:, 1]))
+                row["sufficiency"] = float(np.nanmean(cols[:, 2]))
+            elif s == "occlusion":
+                row["tau_vs_occlusion"] = 1.0
+            row["ms_per_pick"] = float(
+                np.median([p[name]["ms_per_pick"][s] for p in entry["parts"]])
+            )
+            row["pick_specific"] = any(p[name]["pick_specific"][s] for p in entry["parts"])
+            signals[f"{name}/{s}"] = row
+    ratios = [
+        p["sasrec_readout"]["test_ndcg@10"] / p["sasrec"]["test_ndcg@10"] for p in entry["parts"]
+    ]
+    ratio_se = (
+        statistics.stdev(ratios) / math.sqrt(len(ratios)) if len(ratios) > 1 else float("nan")
     )
-    examples = "\n".join(f"- {x}" for x in r["reason_examples"])
-    noise = r["noise"]
-    reasons = ", ".join(f"{k}: {v}" for k, v in sorted(r["reasons"].items()))
-    w, m = r["world"], r["model"]
-    load = ", ".join(f"{x:.1f}" for x in r["load_average"])
+    model, signal = DEFAULT_SIGNAL
+    default = signals[f"{model}/{signal}"]
+    recent = baselines[f"{model}/most_recent"]
+    similar = baselines[f"{model}/most_similar"]
+    ndcg_ratio = float(np.mean(ratios))
+    checks = {
+        "differs between picks": bool(default["pick_specific"]),
+        f"τ vs occlusion ≥ {TARGETS['tau']}": default.get("tau_vs_occlusion", 0) >= TARGETS["tau"],
+        f"hit@1 ≥ {TARGETS['hit@1']}": default["hit@1"] >= TARGETS["hit@1"],
+        "hit@1 CI above both baselines' CIs": default["hit@1_ci"][0]
+        > max(recent["hit@1_ci"][1], similar["hit@1_ci"][1]),
+        f"≤ {TARGETS['ms_per_pick']:g} ms per pick": default["ms_per_pick"]
+        <= TARGETS["ms_per_pick"],
+        "NDCG@10 within 2 % of SASRec (synthetic)": ndcg_ratio >= TARGETS["ndcg_ratio"],
+    }
+    return {
+        "kind": "summary",
+        "date": entry["date"],
+        "cases": default["cases"],
+        "seeds": seeds,
+        "default_signal": f"{model}/{signal}",
+        "signals": signals,
+        "baselines": {
+            "most_recent": {k: recent[k] for k in ("hit@1", "hit@1_ci")},
+            "most_similar": {k: similar[k] for k in ("hit@1", "hit@1_ci")},
+        },
+        "baselines_by_model": baselines,
+        "ndcg@10_vs_sasrec": {"synthetic": ndcg_ratio, "synthetic_se": ratio_se, "ml1m": None},
+        "targets": checks,
+    }
+
+
+# ---- report ----------------------------------------------------------------------------------
+
+
+def _ci(row: dict, key: str = "hit@1") -> str:
+    lo, hi = row[f"{key}_ci"]
+    return f"{row[key]:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def render(entry: dict[str, Any], summary: dict[str, Any]) -> str:
+    seeds = summary["seeds"]
+    rows = []
+    for key, row in [*summary["signals"].items(), *summary["baselines_by_model"].items()]:
+        per_seed = " / ".join(_num(row["per_seed"][str(s)]) for s in seeds)
+        rows.append(
+            f"| {LABELS.get(key, LABELS.get(key.split('/')[-1], key))}"
+            f"{' (' + key.split('/')[0] + ' cases)' if key.split('/')[-1] in BASELINES else ''} "
+            f"| {row['cases']} | {_ci(row)} | {per_seed} | {_ci(row, 'mrr')} "
+            f"| {_num(row.get('tau_vs_occlusion'))} | {_num(row.get('comprehensiveness'))} "
+            f"| {_num(row.get('sufficiency'))} | "
+            + ("yes" if row.get("pick_specific") else ("no" if "pick_specific" in row else "–"))
+            + f" | {_num(row.get('ms_per_pick'), 2)} |"
+        )
+    model_rows = []
+    for p in entry["parts"]:
+        for name in MODELS:
+            m = p[name]
+            model_rows.append(
+                f"| {p['seed']} | {p['fold']} | {name} | {m['epochs_run']} "
+                f"(best {m['best_epoch']}, {m['stop_reason'].replace('_', ' ')}) "
+                f"| {m['train_seconds']:.0f} "
+                f"| {m['valid_ndcg@10']:.4f} | {m['test_ndcg@10']:.4f} | {m['trigger_cases']} "
+                f"| {m['explained']} |"
+            )
+    checks = "\n".join(
+        f"- {'met' if ok else '**not met**'}: {what}" for what, ok in summary["targets"].items()
+    )
+    r = summary["ndcg@10_vs_sasrec"]
+    load = ", ".join(f"{x:.1f}" for x in entry["load_average"])
     return f"""
 ## Explanations against the planted causes (`bench/explain.py`)
 
-Run {r["date"]} on {r["machine"]}, {r["threads"]} thread (`torch.set_num_threads(1)`: the
-machine was shared; load average at the end {load}). World: default size, seed {w["seed"]}
-({w["users"]} users, {w["items"]} items, {w["events"]} events); {w["held_out_users"]} users
-(a fifth, drawn with the seed) held out. The app's default SASRec (`DEFAULT_MODEL_CONFIG`, content
-tokens) trained on the others with the service's training settings: {m["epochs_run"]} epochs
-(best {m["best_epoch"]}), {m["train_seconds"]:.0f} s, validation NDCG@10 {m["valid_ndcg@10"]:.4f}.
+Run {entry["date"]} on {entry["machine"]} ({entry["threads"]} thread(s); load average at the
+end {load}); {entry["wall_seconds"] / 60:.0f} min. Command: `{entry["command"]}`.
+Protocol: the module docstring of `bench/explain.py`. Per seed a default-size world; its users in
+{len({p["fold"] for p in entry["parts"]})} folds; per fold, plain SASRec (the app's model) and
+SASRec with a target-attention readout (`recengine/models/sasrec_readout.py`) trained on the
+other folds' users; every held-out trigger event whose triggered item the model puts in its top
+10 is explained. Seeds {", ".join(map(str, seeds))}; 95 % intervals: bootstrap over held-out
+users. Faithfulness is against each model's own occlusion (k = 3; sufficiency: lower is
+better). ms: one thread, per pick, lists of 10 picks, the signal alone.
 
-Cases: every held-out event planted as a *trigger* ({r["cases"]["trigger"]}); the model ranks the
-triggered item in its top-10 (seen items removed) in {r["cases"]["target_in_top10"]}. For those,
-each method ranks the history (last 50 items) and is scored on whether its top item is the
-planted cause (hit@1) and the cause's reciprocal rank (MRR); ties are broken at random
-(expected values).
+| signal | cases | planted-cause hit@1 [95 % CI] | hit@1 per seed | MRR [95 % CI] \
+| τ vs occlusion | comprehensiveness | sufficiency | differs per pick | ms per pick |
+|---|---|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
 
-| attribution | hit@1 | MRR |
-|---|---|---|
-{rows}
+Default signal (chosen on development seed 7, which this run excludes):
+**{LABELS[summary["default_signal"]]}**. Targets:
 
-{verdict}
+{checks}
 
-Faithfulness on the same cases (score = logit; k = 3; τ: Kendall τ-b with the occlusion
-effects; drops: score drop when the top / a random (mean) / the lowest item by that signal is
-removed; comprehensiveness: drop when its top-3 are removed; sufficiency: drop when only its
-top-3 are kept, lower is better):
+NDCG@10 of the readout model over plain SASRec on the same users (test split of the training
+users, per fold): {r["synthetic"]:.3f} ± {r["synthetic_se"]:.3f} (mean ± SE over
+{len(entry["parts"])} folds). ML-1M: not run in this benchmark (see the note below).
 
-| signal | τ vs occlusion | drop top | drop random | drop lowest | comprehensiveness | sufficiency |
-|---|---|---|---|---|---|---|
-{faith_rows}
-
-Reasons for the same picks (`explain_pick` with titles and kinds, strength / signal):
-{reasons}.
-Decisive reasons that name the planted cause: {r["decisive_reasons_naming_the_cause"]} of
-{r["reasons"].get("decisive / attention", 0) + r["reasons"].get("decisive / occlusion", 0)}.
-Examples (pick: reason):
-
-{examples}
-
-Planted noise clicks in the last windows of {noise["windows"]} held-out users: they are
-{noise["share"]:.3f} of the positions and get {noise["attention"]:.3f} of the raw attention
-({noise["attention"] / max(noise["share"], 1e-9):.2f}× their share) and {noise["rollout"]:.3f}
-of the rollout.
-
-Model-level checks (Wiegreffe & Pinter, 2019; Adebayo et al., 2018) on all
-{r["cases"]["trigger"]} trigger cases (rankings) and the explained ones (explanations). The
-trained model's NDCG@10 of the triggered item is {checks["trained"]["ndcg@10"]:.4f}. Top-10
-overlap with the trained model's list; τ: rank correlation of each explanation with the
-trained model's (low = the method depends on the weights, as it should); cause hit@1 of the
-changed model's explanations:
-
-| change | top-10 overlap | NDCG@10 | τ attention | τ rollout | τ occlusion | τ grad×input \
-| cause hit@1 attention | cause hit@1 occlusion |
+| seed | fold | model | epochs | train s | valid NDCG@10 | test NDCG@10 | trigger cases \
+| explained |
 |---|---|---|---|---|---|---|---|---|
-{check_rows}
+{chr(10).join(model_rows)}
 
-Time of `explain_top` for 10 picks (occlusion of every history item for every pick in one pass,
-ranks, faithfulness of attention and rollout: comprehensiveness/sufficiency rows, τ, drops);
-CPU ms is the process's CPU time (what an otherwise idle core would take); the wall time includes
-waiting for the shared CPU:
-
-| what | wall p50 ms | wall p95 ms | CPU p50 ms | samples |
-|---|---|---|---|---|
-{lat_row("ML-1M shape (3,416 items, d 64, 1 head, 2 layers), history 200", "ml1m_shape_h200")}
-{lat_row("same, with the reason text", "ml1m_shape_h200_with_reason")}
-{lat_row("same shape, 201 histories through the model's forward (no reuse)", "plain_forward")}
-{lat_row("same as the first row, 2 threads (see below)", "ml1m_shape_h200_2_threads")}
-{lat_row("trained app model (2,000 items, 2 heads), history 50, with reason", "app_model_h50")}
-
-With 2 threads on this shared box the second thread mostly spin-waits for a core that
-another process holds, so that row measures the contention, not the method; one thread is the
-setting to use here. The target (p50 ≤ 60 ms for 10 picks, history 200, 3,400 items) is
-{"met" if lat["ml1m_shape_h200"]["cpu_p50"] <= 60 else "not met"} in CPU time on one core
-({lat["ml1m_shape_h200"]["cpu_p50"]:.0f} ms) and
-{"met" if lat["ml1m_shape_h200"]["wall"]["p50"] <= 60 else "not met"} in wall time on this
-shared machine ({lat["ml1m_shape_h200"]["wall"]["p50"]:.0f} ms).
-
-One seed, one run: differences of a few points between methods are within noise.
+Not measured here: the ML-1M faithfulness figures (comprehensiveness, sufficiency, τ for 1,000
+users) and the readout model's NDCG@10 on ML-1M, which need an ML-1M training run of both
+models. The earlier single-seed run (first entry of `bench/results/explain.json`) also made the
+model-level checks (uniform attention, re-initialised weights), the attention on planted noise
+clicks and the `explain_top` latency at history 200; they were not repeated.
 """
+
+
+def save(entry: dict[str, Any], summary: dict[str, Any]) -> None:
+    """``{"runs": [...], "summary": {...}}``; an older file (a list of runs) is carried over."""
+    stored: Any = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": []}
+    runs = stored if isinstance(stored, list) else stored["runs"]
+    RESULTS.write_text(
+        json.dumps({"runs": [*runs, entry], "summary": summary}, indent=1, default=float) + "\n"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--no-write", action="store_true", help="print only")
-    parser.add_argument("--quick", action="store_true", help="short training, 40 cases")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[8, 9, 10])
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--budget-s", type=float, default=600.0, help="training cap per model")
+    parser.add_argument("--quick", action="store_true", help="one fold, 15 cases, short budget")
     parser.add_argument(
-        "--from-json", action="store_true", help="rewrite the section from the last stored run"
+        "--first-folds", type=int, default=None, help="run only the first K folds of each seed"
+    )
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--from-json", action="store_true", help="rewrite the section from the stored last run"
     )
     args = parser.parse_args()
     if args.from_json:
-        body = render(json.loads(RESULTS.read_text())[-1])
-        print(body)
+        stored = json.loads(RESULTS.read_text())
+        entry = stored["runs"][-1]
+        body = render(entry, summarise(entry))
+    else:
+        budget = 20.0 if args.quick else args.budget_s
+        entry = run(args.seeds, args.folds, budget, args.quick, args.first_folds)
+        summary = summarise(entry)
+        body = render(entry, summary)
         if not args.no_write:
-            write_section("explain", body)
-        return
-    started = time.perf_counter()
-    result = run(args.quick)
-    result["wall_seconds"] = round(time.perf_counter() - started, 1)
-    body = render(result)
+            save(entry, summary)
     print(body)
-    print(json.dumps(result, indent=1, default=float)[:3000])
     if not args.no_write:
         write_section("explain", body)
-        append_result(RESULTS, result)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from; nothing is computed here.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,18 @@ class SignalRecord:
 
 
 def explain_signals(path: Path = EXPLAIN_RESULTS) -> dict[str, SignalRecord]:
-    """``"model/signal"`` -> its recorded figures (empty when no summary is stored)."""
+    """``"model/signal"`` -> its recorded figures (empty when no summary is stored). Read again
+    only when the file changes: the Simulator asks on every click, and the file holds every
+    explained case."""
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        return {}
+    return _read_signals(path, stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_signals(path: Path, stamp: int) -> dict[str, SignalRecord]:
     try:
         summary = json.loads(path.read_text())["summary"]
         return {

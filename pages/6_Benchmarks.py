@@ -9,11 +9,11 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from bench.headlines import PUBLISHED_SASREC_NDCG, ml1m_sasrec
+from bench.headlines import PUBLISHED_SASREC_NDCG, explain_signals, ml1m_sasrec
 from bench.ml1m_records import FULL, LABELS, RATING, latest, load_records
 from bench.report import BENCHMARKS_MD, report_sections
 from ui.charts import FIT_WIDTH
-from ui.headline_cards import ml1m_card, store_card
+from ui.headline_cards import explanation_card, ml1m_card, store_card
 from ui.layout import start_page
 from ui.text import count_or_dash, stop_reason
 
@@ -22,12 +22,13 @@ st.title("Benchmarks")
 
 ml1m = ml1m_sasrec()
 status = service.model_status(visitor.model)
-cards = st.columns(3)
+cards = st.columns(4)
 if ml1m is not None:
     ml1m_card(cards[0], ml1m, "ndcg", border=True)
     ml1m_card(cards[1], ml1m, "hr", border=True)
 if status.ready and visitor.model in status.metrics:
     store_card(cards[2], status, visitor.model, "ndcg", border=True)
+explanation_card(cards[3], explain_signals(), border=True)
 
 st.subheader("Every model on MovieLens-1M")
 st.markdown(

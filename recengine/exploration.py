@@ -110,7 +110,11 @@ def explore(
     explanations: dict[int, Explanation] = {}
     if top and explain:
         methods = [m for m in model.explain_methods if m != "split"]
-        signals = [m for m in ("attention", "rollout", "grad_input") if m in methods]
+        signals = [
+            m
+            for m in ("attention", "rollout", "grad_input", "contribution", "readout_drop")
+            if m in methods
+        ]
         found = explain_top(
             model,
             encoded,

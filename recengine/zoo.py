@@ -219,6 +219,9 @@ _ENTRIES = [
         "sasrec_readout",
         "SASRec read out by target attention: per-pick attention, an exact split of each logit",
         model=APP_SASREC_MODEL,
+        # Every candidate reads every position: ~3 s an epoch on the default world (2 threads),
+        # and ~100 epochs to its best (bench/explain.py); SASRec's 80 s cap would stop it at 25.
+        train={"time_budget_s": 900.0},
     ),
     _sequence(
         "tisasrec",

@@ -357,7 +357,7 @@ def write(path: Path, text: str) -> Path:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--model", "nope"], "Unknown model 'nope'; choose one of: sasrec, tisasrec,"),
+        (["--model", "nope"], "Unknown model 'nope'; choose one of: sasrec, sasrec_readout,"),
         (["--model", "popularity", "--dataset", "nope"], "choose one of: synthetic"),
         (["--model", "mf_biased"], "mf_biased needs explicit ratings"),
         (["--model", "popularity", "--resume"], "--resume is for the sequence models, not for"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from bench.headlines import Ml1mHeadline
+from bench.headlines import Ml1mHeadline, SignalRecord
 from recengine.model_shelf import ModelInfo
 
 Measure = Literal["ndcg", "hr"]
@@ -53,3 +53,28 @@ def store_card(
             f"{test['n_cases']:,} test users."
         ),
     )
+
+
+def explanation_card(where: Any, signals: dict[str, SignalRecord], *, border: bool = False) -> bool:
+    """How often the default explanation names the real cause, beside SASRec's raw attention
+    (``bench/explain.py``); False when nothing is recorded."""
+    best = signals.get("sasrec_readout/readout_drop")
+    raw = signals.get("sasrec/attention")
+    if best is None:
+        return False
+    lo, hi = best.hit_ci
+    where.metric(
+        "Explanations naming the real cause",
+        f"{best.hit:.0%}",
+        delta=None if raw is None else f"raw SASRec attention {raw.hit:.0%}",
+        delta_color="off",
+        delta_arrow="off",
+        border=border,
+        help=(
+            "Synthetic worlds store the cause of every triggered event. Share of "
+            f"{best.cases:,} recommended picks whose top explained item is that cause, with the "
+            f"readout model's explanation (95 % interval {lo:.0%}–{hi:.0%}). Recorded on "
+            f"{best.date} by bench/explain.py."
+        ),
+    )
+    return True

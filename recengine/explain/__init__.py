@@ -19,8 +19,12 @@ returns an :class:`Explanation` with one value per history position for each met
   summed over the embedding dimension (one forward and one batched backward: cheap).
 - ``split`` (TiSASRec only): each last-position logit of the last layer split into its content
   part ("attended because similar") and its position and time parts ("because recent").
-- target attention (DIN): ``attention`` holds the pick's own weights over the history
-  (``candidate_attention``), different for every pick (``attention_pick_specific``).
+- target attention (DIN, the SASRec readout): ``attention`` holds the pick's own weights over
+  the history (``candidate_attention``), different for every pick (``attention_pick_specific``).
+- ``contribution`` and ``readout_drop`` (models with ``logit_split``: the SASRec readout): each
+  item's exact share of the pick's logit (the shares plus ``prior`` are the logit), and what the
+  logit loses when the readout skips the item, from the same pass. ``bench/explain.py`` found
+  the planted causes best with the readout drop, so the pages lead with it.
 
 ``faithfulness`` tests each attention-like signal against what removing items really does:
 Kendall τ-b with the occlusion effects; the score drop when the top-signal item is removed, next

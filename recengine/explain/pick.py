@@ -246,7 +246,8 @@ def explain_top(
     (view/cart/purchase; both needed for the reason). ``methods``: which per-position arrays to
     fill, a subset of the model's ``explain_methods`` (default: all but grad_input, which costs a
     backward pass). ``faithfulness_of``: the signals whose faithfulness is measured (default:
-    attention, rollout, contribution and readout_drop where the model has them). ``k``: the top-k of
+    attention, rollout and readout_drop where the model has them: what a page shows; each
+    pick-specific one costs two more scored histories per pick). ``k``: the top-k of
     comprehensiveness and sufficiency. ``list_size``: the length of the list shown (default
     ``len(items)``), for the reason. ``popular_items``: picks the caller considers popular now
     (for the reason's fallback).
@@ -272,7 +273,7 @@ def explain_top(
     )
     measurable = tuple(s for s in SIGNALS if s in offered)
     wanted = (
-        {s for s in ("attention", "rollout", "contribution", "readout_drop") if s in offered}
+        {s for s in ("attention", "rollout", "readout_drop") if s in offered}
         if faithfulness_of is None
         else set(faithfulness_of)
     )
