@@ -145,7 +145,12 @@ def test_loss_is_finite_and_trains(negatives: int) -> None:
 def test_explanation_uses_the_picks_own_attention_and_the_exact_split() -> None:
     model = small_model()
     history = [4, 2, 8, 11, 6]
-    e1, e2 = explain_top(model, history, [1, 3])
+    e1, e2 = explain_top(
+        model,
+        history,
+        [1, 3],
+        faithfulness_of=["attention", "rollout", "contribution", "readout_drop"],
+    )
     assert e1.attention_pick_specific
     assert e1.attention is not None and e2.attention is not None
     assert not torch.allclose(torch.tensor(e1.attention), torch.tensor(e2.attention), atol=1e-3)
