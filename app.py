@@ -45,9 +45,9 @@ if (ml1m := ml1m_sasrec()) is not None:
         ml1m,
         "ndcg",
         help=(
-            "The SASRec paper's file, full ranking, last item held out; the published figure is "
-            f"Klenitskiy & Vasilev (RecSys 2023). Recorded on {ml1m.date}; the Benchmarks page "
-            "has the whole table."
+            "SASRec on the SASRec paper's file, full ranking, last item held out; the published "
+            f"figure is Klenitskiy & Vasilev (RecSys 2023). Recorded on {ml1m.date}; the "
+            "Benchmarks page has the whole table."
         ),
     )
 explanation_card(cols[3], explain_signals())

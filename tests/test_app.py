@@ -128,8 +128,8 @@ def test_home_shows_the_ways_in_and_each_visitor_is_a_guest(app_env: Path) -> No
     assert metrics["Users"] == str(users_before + 1)
     status = service.model_status()
     test = status.metrics[status.name]["test"]
-    assert metrics[f"{status.title} on this store: NDCG@10"] == f"{test['ndcg@10']:.3f}"
-    assert metrics[f"{status.title} on this store: HR@10"] == f"{test['hr@10']:.3f}"
+    assert metrics["This store: NDCG@10"] == f"{test['ndcg@10']:.3f}"
+    assert metrics["This store: HR@10"] == f"{test['hr@10']:.3f}"
     assert str(app_env) not in texts(at)  # the database by name, never by path
 
 

@@ -19,18 +19,19 @@ def ml1m_card(
     border: bool = False,
     help: str | None = None,
 ) -> None:
-    """SASRec on MovieLens-1M beside the published SASRec+ figure."""
+    """SASRec on MovieLens-1M beside the published SASRec+ figure (labels stay short: four
+    cards share a row)."""
     value, published = (
         (ml1m.ndcg, ml1m.published_ndcg) if measure == "ndcg" else (ml1m.hr, ml1m.published_hr)
     )
     where.metric(
-        f"SASRec on MovieLens-1M: {NAMES[measure]}",
+        f"MovieLens-1M: {NAMES[measure]}",
         f"{value:.4f}",
         delta=f"published SASRec+ {published:.4f}",
         delta_color="off",
         delta_arrow="off",
         border=border,
-        help=help,
+        help=help or "SASRec on the whole file, every item ranked, each user's last item held out.",
     )
 
 
@@ -42,15 +43,15 @@ def store_card(
     test = status.metrics[model]["test"]
     mine, popular = test[key], status.metrics["popularity"]["test"][key]
     where.metric(
-        f"{status.title} on this store: {NAMES[measure]}",
+        f"This store: {NAMES[measure]}",
         f"{mine:.3f}",
         delta=f"{mine / max(popular, 1e-9):.1f}× popularity ({popular:.3f})",
         delta_color="off",
         delta_arrow="off",
         border=border,
         help=(
-            "Each user's last event held out, every item ranked (no sampled negatives); "
-            f"{test['n_cases']:,} test users."
+            f"{status.title}, the model serving you. Each user's last event held out, every "
+            f"item ranked (no sampled negatives); {test['n_cases']:,} test users."
         ),
     )
 
@@ -64,7 +65,7 @@ def explanation_card(where: Any, signals: dict[str, SignalRecord], *, border: bo
         return False
     lo, hi = best.hit_ci
     where.metric(
-        "Explanations naming the real cause",
+        "Explanation finds the cause",
         f"{best.hit:.0%}",
         delta=None if raw is None else f"raw SASRec attention {raw.hit:.0%}",
         delta_color="off",
