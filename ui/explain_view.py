@@ -178,7 +178,6 @@ def explanation_panel(
     )
     data = frame if show_all else most_telling(frame)
     left, right = (st.container(), st.container()) if stacked else st.columns(2)
-    left = left.container(key=f"{key}_attends")  # a stable hook for the browser tests
     signal, _ = lead_signal(e)
     if signal == "readout_drop":
         left.vega_lite_chart(
