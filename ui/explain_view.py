@@ -223,7 +223,11 @@ def explanation_panel(
     elif e.attention_pick_specific:
         scope = "each pick has its own weights"
     else:
-        scope = "self-attention of the last position: the same for every pick of this list"
+        scope = (
+            "self-attention of the last position: the same for every pick of this list (the "
+            "SASRec + target-attention readout model, one click in the Model Lab, reads the "
+            "history per pick)"
+        )
     st.caption(
         f"Attention: {scope}. Score drop: how much lower the model scores this pick without "
         f"that item (red: the pick scores higher without it). The model alone ranks this pick "
