@@ -443,6 +443,7 @@ def render(entry: dict[str, Any], summary: dict[str, Any]) -> str:
 
 Run {entry["date"]} on {entry["machine"]} ({entry["threads"]} thread(s); load average at the
 end {load}); {entry["wall_seconds"] / 60:.0f} min. Command: `{entry["command"]}`.
+{entry.get("note", "")}
 Protocol: the module docstring of `bench/explain.py`. Per seed a default-size world; its users in
 {len({p["fold"] for p in entry["parts"]})} folds; per fold, plain SASRec (the app's model) and
 SASRec with a target-attention readout (`recengine/models/sasrec_readout.py`) trained on the
@@ -531,6 +532,7 @@ def main() -> None:
         "--first-folds", type=int, default=None, help="run only the first K folds of each seed"
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--note", default="", help="a line printed under the run's header")
     parser.add_argument(
         "--from-json", action="store_true", help="rewrite the section from the stored last run"
     )
@@ -546,6 +548,7 @@ def main() -> None:
     else:
         budget = 20.0 if args.quick else args.budget_s
         entry = run(args.seeds, args.folds, budget, args.quick, args.first_folds)
+        entry["note"] = args.note
         summary = summarise(entry)
         body = render(entry, summary)
         if not args.no_write:
