@@ -342,4 +342,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Leave without the interpreter's teardown. Now and then a rank aborted (SIGABRT) after a
+    # finished, saved and recorded run: gloo's worker threads can still hold tensors whose
+    # destruction takes the GIL while Python finalises (pytorch/pytorch#179291). Every rank
+    # passed the barrier and destroyed its process group in main(); only output is left to flush.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
