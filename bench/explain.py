@@ -163,7 +163,7 @@ def run_fold(
     seed: int,
     fold: int,
     budget_s: float,
-    unit: np.ndarray,
+    content: ContentIndex,
     quick: bool,
 ) -> dict[str, Any]:
     users = {u for u in events if u not in held_out}
@@ -180,6 +180,8 @@ def run_fold(
             f"test NDCG@10 {metrics['test']['ndcg@10']:.4f}",
             flush=True,
         )
+        # TF-IDF rows in model-index order: row i − 1 is model index i.
+        unit = content.matrix[[content.row_of[vocab.decode(i)] for i in range(1, len(vocab) + 1)]]
         cases = trigger_cases(events, sorted(held_out), vocab.encode, model.max_len)
         tops = top10(model, [c["window"] for c in cases])
         hits = [(c, t) for c, t in zip(cases, tops, strict=True) if c["target"] in t]
@@ -258,10 +260,7 @@ def run(
         content = ContentIndex(world.item_rows(), {})
         for fold in range(1 if quick else min(folds, first_folds or folds)):
             held_out = set(users[fold::folds])
-            # Content rows in model-index order need the fold's vocabulary: built per model run
-            # from the item ids, which every fold shares (the catalog is the same).
-            unit = content_rows(world, content)
-            parts.append(run_fold(world, events, held_out, seed, fold, budget_s, unit, quick))
+            parts.append(run_fold(world, events, held_out, seed, fold, budget_s, content, quick))
     return {
         "kind": "run",
         "date": today(),
@@ -277,13 +276,6 @@ def run(
         "parts": parts,
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
-
-
-def content_rows(world: World, content: ContentIndex) -> np.ndarray:
-    """TF-IDF rows in model-index order: every vocabulary of this world lists the catalog by
-    item id (``ItemVocab`` over the catalog ids), so row i − 1 is model index i."""
-    ids = sorted(i["id"] for i in world.items)
-    return content.matrix[np.array([content.row_of[i] for i in ids])]
 
 
 # ---- the summary -----------------------------------------------------------------------------
