@@ -11,18 +11,21 @@ reasons name files by their name inside the checkpoint folder, never by a path o
 from __future__ import annotations
 
 import logging
+import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from recengine.blend import BLEND_FILE, BlendConfig, BlendConfigError, load_blend_config
 from recengine.checkpoint import (
     CARD_FILE,
+    VERSION_PREFIX,
     WEIGHTS_FILE,
     CheckpointError,
     LoadedModel,
@@ -70,6 +73,18 @@ class ModelInfo:
         return self.trained_at is not None
 
 
+class Stamp(NamedTuple):
+    """Which checkpoint files a model was read from, and when they were written: a model is
+    read again when any changed (the blend is tuned and written after the weights, by another
+    process maybe). ``card`` is where the card is through the checkpoint's links: a save
+    always changes it, even within the file system's clock resolution."""
+
+    card: str
+    card_mtime: float
+    weights_mtime: float
+    blend_mtime: float | None
+
+
 @dataclass
 class ShelfEntry:
     """One loaded model: the checkpoint, its blend, and the files' stamps it was loaded from."""
@@ -77,12 +92,10 @@ class ShelfEntry:
     loaded: LoadedModel
     blend: BlendConfig
     blend_note: str
-    stamp: tuple[float, float, float | None]
+    stamp: Stamp
 
 
-def _stamp(folder: Path) -> tuple[float, float, float | None] | None:
-    """When the card, the weights and the blend were last written: a model is read again when
-    any changed (the blend is tuned and written after the weights, by another process maybe)."""
+def _stamp(folder: Path) -> Stamp | None:
     try:
         card, weights = (
             (folder / CARD_FILE).stat().st_mtime,
@@ -94,12 +107,15 @@ def _stamp(folder: Path) -> tuple[float, float, float | None] | None:
         blend = (folder / BLEND_FILE).stat().st_mtime
     except OSError:
         blend = None
-    return card, weights, blend
+    return Stamp(os.path.realpath(folder / CARD_FILE), card, weights, blend)
 
 
 def _public(message: str, folder: Path) -> str:
-    """A checkpoint error without the server's paths: the folder is named by the model."""
-    return message.replace(str(folder) + "/", "").replace(str(folder), "the checkpoint folder")
+    """A checkpoint error without the server's paths: the folder is named by the model, and a
+    file of a version inside it by its name."""
+    for base in dict.fromkeys((str(folder.resolve()), str(folder))):
+        message = message.replace(base + "/", "").replace(base, "the checkpoint folder")
+    return re.sub(rf"{re.escape(VERSION_PREFIX)}[^/\s]*/", "", message)
 
 
 class ModelShelf:
@@ -119,7 +135,7 @@ class ModelShelf:
         self.check = check
         self._lock = threading.RLock()
         self._loaded: dict[str, ShelfEntry] = {}
-        self._errors: dict[str, tuple[tuple[float, float, float | None] | None, str]] = {}
+        self._errors: dict[str, tuple[Stamp | None, str]] = {}
 
     def folder(self, name: str) -> Path:
         return model_folder(self.model_dir, self.dataset, name)
@@ -179,7 +195,7 @@ class ModelShelf:
         title, kind = describe(name)
         folder = self.folder(name)
         stamp = _stamp(folder)
-        trained_at = None if stamp is None else datetime.fromtimestamp(stamp[1], UTC)
+        trained_at = None if stamp is None else datetime.fromtimestamp(stamp.weights_mtime, UTC)
         try:
             entry = self.get(name)
         except CheckpointError as exc:
