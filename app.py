@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from bench.headlines import explain_signals, ml1m_sasrec
+from ui.faults import saving
 from ui.headline_cards import explanation_card, ml1m_card, store_card
 from ui.layout import start_page
 from ui.scenarios import SCENARIOS, run_scenario
@@ -26,7 +27,9 @@ for column, scenario in zip(st.columns(len(SCENARIOS)), SCENARIOS, strict=True):
         st.markdown(f"#### {scenario.icon} {scenario.title}")
         st.markdown(scenario.text)
         if st.button(scenario.button, key=f"scenario_{scenario.key}", type="primary"):
-            run_scenario(service, scenario)
+            with saving("The scenario's new persona"):
+                run_scenario(service, scenario)
+            st.rerun()  # only reached when the scenario could not start: shows why
 
 st.subheader("Headline numbers")
 cols = st.columns(4)

@@ -7,6 +7,9 @@ locked". Any other URL (PostgreSQL) is passed through unchanged.
 
 from __future__ import annotations
 
+import logging
+import re
+import sqlite3
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
@@ -15,12 +18,18 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from db.errors import DatabaseUnavailableError
 
+log = logging.getLogger(__name__)
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Execution option for engines/connections that write: on SQLite their transactions start with
 # BEGIN IMMEDIATE, taking the write lock up front. A deferred BEGIN that reads and then writes
 # cannot upgrade its lock while another writer commits, and fails at once with "database is
 # locked" whatever the busy timeout; an immediate one waits its turn instead.
 WRITE_OPTIONS = {"sqlite_begin": "IMMEDIATE"}
+# A visitor's write (a click) waits this long for the lock per attempt, and the repository
+# retries it within ``db.faults.WRITE_PATIENCE_S``: a click is told "busy, not saved" within
+# seconds, while bulk writers (imports, the first start's world) keep the long timeout above.
+CLICK_BUSY_TIMEOUT_MS = 1_000
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -33,12 +42,19 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(database)
 
 
+# Query parameters that may carry a secret (libpq's "password", "sslpassword", tokens, keys).
+_SECRET_PARAMETER = re.compile(r"pass|secret|token|key|auth|cred", re.IGNORECASE)
+
+
 def describe_location(url: str) -> str:
-    """The database as a person would name it: a file path, or the URL without its password."""
+    """The database as an operator would name it: a file path, or the URL with its password
+    and any secret-looking query parameter (``?password=...``) masked."""
     path = _sqlite_path(url)
     if path is not None:
         return str(path.resolve())
-    return make_url(url).render_as_string(hide_password=True)
+    parsed = make_url(url)
+    query = {k: "hidden" if _SECRET_PARAMETER.search(k) else v for k, v in parsed.query.items()}
+    return parsed.set(query=query).render_as_string(hide_password=True)
 
 
 def database_name(url: str) -> str:
@@ -67,9 +83,13 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     return engine
 
 
-def writer(engine: Engine) -> Engine:
-    """The same engine (same pool) whose transactions take the SQLite write lock at BEGIN."""
-    return engine.execution_options(**WRITE_OPTIONS)
+def writer(engine: Engine, busy_timeout_ms: int | None = None) -> Engine:
+    """The same engine (same pool) whose transactions take the SQLite write lock at BEGIN,
+    waiting ``busy_timeout_ms`` for it (default ``SQLITE_BUSY_TIMEOUT_MS``)."""
+    options: dict[str, object] = dict(WRITE_OPTIONS)
+    if busy_timeout_ms is not None:
+        options["sqlite_busy_timeout_ms"] = busy_timeout_ms
+    return engine.execution_options(**options)
 
 
 def _sqlite_on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -80,16 +100,28 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-un
     try:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys = ON")
-        # WAL needs a real file; the pragma is a harmless no-op for in-memory databases.
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
+        try:
+            # WAL needs a real file (a no-op in memory) and a writable one to switch to it. A
+            # file that became read-only while the app runs must still open for reading (it is
+            # in WAL mode already: the setting lives in the file), so a failure here is logged,
+            # not raised: raising made every later page fail until a restart.
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.OperationalError as exc:
+            log.warning("SQLite journal settings not applied: %s", exc)
     finally:
         cursor.close()
 
 
 def _sqlite_on_begin(conn) -> None:  # type: ignore[no-untyped-def]
-    mode = conn.get_execution_options().get("sqlite_begin")
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
+    options = conn.get_execution_options()
+    if options.get("sqlite_begin") != "IMMEDIATE":
+        conn.exec_driver_sql("BEGIN")
+        return
+    # Per transaction: the pooled connection may serve a bulk writer next.
+    busy_ms = int(options.get("sqlite_busy_timeout_ms", SQLITE_BUSY_TIMEOUT_MS))
+    conn.exec_driver_sql(f"PRAGMA busy_timeout = {busy_ms}")
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_schema(engine: Engine) -> None:

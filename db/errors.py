@@ -11,3 +11,13 @@ class UnknownIdError(DataError):
 
 class DatabaseUnavailableError(DataError):
     """The database cannot be opened or written; the message names the location and the reason."""
+
+
+class DatabaseFaultError(DatabaseUnavailableError):
+    """A write or read failed for a reason outside the request: the database is busy, read-only,
+    full or unreachable. Nothing of the request was written; the message says why in words a
+    visitor may see (no SQL, no paths), and ``reason`` names the fault for code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

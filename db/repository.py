@@ -2,7 +2,9 @@
 
 Each write is one short transaction on the write engine (BEGIN IMMEDIATE on SQLite). Ids coming
 from the UI are checked first, so an unknown id is refused with :class:`UnknownIdError` and
-nothing is written. Catalog and user queries are scoped to one dataset.
+nothing is written. A database fault (a lock held beyond a few seconds, a read-only file, a
+full disk) leaves a write as :class:`db.errors.DatabaseFaultError` (``db/faults.py``). Catalog
+and user queries are scoped to one dataset.
 """
 
 from __future__ import annotations
@@ -15,9 +17,20 @@ from typing import Any
 from sqlalchemy import Engine, Select, delete, func, insert, or_, select
 from sqlalchemy.orm import Session as DbSession
 
-from db.engine import writer
+from db.engine import CLICK_BUSY_TIMEOUT_MS, writer
 from db.errors import UnknownIdError
-from db.schema import EVENT_KINDS, Dataset, Event, Impression, Item, ModelRun, Session, User
+from db.faults import guarded_write
+from db.schema import (
+    EVENT_KINDS,
+    Dataset,
+    DatasetState,
+    Event,
+    Impression,
+    Item,
+    ModelRun,
+    Session,
+    User,
+)
 
 MAX_SEARCH_RESULTS = 200
 
@@ -123,12 +136,15 @@ class Repository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         # Writes go through this twin of the engine (same pool): see db.engine.WRITE_OPTIONS.
-        self.write_engine = writer(engine)
+        # A visitor's writes wait briefly for the lock and are retried (db/faults.py).
+        self.write_engine = writer(engine, CLICK_BUSY_TIMEOUT_MS)
 
     # ---- datasets ------------------------------------------------------------------------
     def datasets(self) -> list[DatasetRow]:
+        """The datasets ready for use, by id (not those an import is still writing)."""
+        stmt = select(Dataset).where(Dataset.state == DatasetState.READY.value)
         with DbSession(self.engine) as db:
-            rows = db.scalars(select(Dataset).order_by(Dataset.id))
+            rows = db.scalars(stmt.order_by(Dataset.id))
             return [DatasetRow(d.id, d.name, d.kind, d.source, dict(d.meta or {})) for d in rows]
 
     def dataset_by_name(self, name: str) -> DatasetRow:
@@ -136,6 +152,21 @@ class Repository:
             if dataset.name == name:
                 return dataset
         raise UnknownIdError(f"Unknown dataset {name!r}")
+
+    @staticmethod
+    def _ready_dataset(db: DbSession, dataset_id: int) -> Dataset | None:
+        """The dataset if it is ready: one an import is still writing is as good as unknown."""
+        dataset = db.get(Dataset, dataset_id)
+        return dataset if dataset is not None and dataset.state == DatasetState.READY else None
+
+    @staticmethod
+    def _ready_user(db: DbSession, user_id: int) -> User | None:
+        """The user if their dataset is ready (users of an unfinished import are unknown)."""
+        return db.scalar(
+            select(User)
+            .join(Dataset, Dataset.id == User.dataset_id)
+            .where(User.id == user_id, Dataset.state == DatasetState.READY.value)
+        )
 
     # ---- catalog -------------------------------------------------------------------------
     def count_items(self, dataset_id: int) -> int:
@@ -249,11 +280,12 @@ class Repository:
 
     def get_user(self, user_id: int) -> UserRow:
         with DbSession(self.engine) as db:
-            user = db.get(User, user_id)
+            user = self._ready_user(db, user_id)
             if user is None:
                 raise UnknownIdError(f"Unknown user id {user_id!r}")
             return UserRow.from_orm(user)
 
+    @guarded_write
     def add_item(
         self,
         dataset_id: int,
@@ -272,7 +304,7 @@ class Repository:
         if price is not None and not price >= 0:
             raise ValueError(f"price must be a non-negative number, got {price!r}")
         with DbSession(self.write_engine) as db, db.begin():
-            if db.get(Dataset, dataset_id) is None:
+            if self._ready_dataset(db, dataset_id) is None:
                 raise UnknownIdError(f"Unknown dataset id {dataset_id!r}: no item created")
             item = Item(
                 dataset_id=dataset_id,
@@ -287,6 +319,7 @@ class Repository:
             db.flush()
             return item.id
 
+    @guarded_write
     def remove_item(self, dataset_id: int, item_id: int) -> None:
         """Delete a catalog item with its events and impressions; an unknown id is refused."""
         with DbSession(self.write_engine) as db, db.begin():
@@ -297,14 +330,16 @@ class Repository:
             db.execute(delete(Event).where(Event.item_id == item_id))
             db.delete(item)
 
+    @guarded_write
     def update_preferences(self, user_id: int, preferences: dict) -> None:
         """Replace the user's stated preferences (JSON); an unknown id is refused."""
         with DbSession(self.write_engine) as db, db.begin():
-            user = db.get(User, user_id)
+            user = self._ready_user(db, user_id)
             if user is None:
                 raise UnknownIdError(f"Unknown user id {user_id!r}")
             user.preferences = dict(preferences)
 
+    @guarded_write
     def create_user(
         self,
         dataset_id: int,
@@ -316,7 +351,7 @@ class Repository:
         if not name:
             raise ValueError("A user needs a name")
         with DbSession(self.write_engine) as db, db.begin():
-            if db.get(Dataset, dataset_id) is None:
+            if self._ready_dataset(db, dataset_id) is None:
                 raise UnknownIdError(f"Unknown dataset id {dataset_id!r}: no user created")
             user = User(
                 dataset_id=dataset_id,
@@ -330,11 +365,12 @@ class Repository:
             db.flush()
             return user.id
 
+    @guarded_write
     def start_session(
         self, user_id: int, device: str = "desktop", time_of_day: str = "afternoon"
     ) -> int:
         with DbSession(self.write_engine) as db, db.begin():
-            if db.get(User, user_id) is None:
+            if self._ready_user(db, user_id) is None:
                 raise UnknownIdError(f"Unknown user id {user_id!r}: no session started")
             session = Session(
                 user_id=user_id, started_at=_now(), device=device, time_of_day=time_of_day
@@ -363,6 +399,7 @@ class Repository:
             return user_id
 
     # ---- events --------------------------------------------------------------------------
+    @guarded_write
     def add_event(
         self, session_id: int, item_id: int, kind: str, rating: float | None = None
     ) -> int:
@@ -509,6 +546,7 @@ class Repository:
             }
 
     # ---- what was shown, what was trained --------------------------------------------------
+    @guarded_write
     def add_impressions(self, session_id: int, model: str, shown: Sequence[ShownItem]) -> None:
         """Log a recommendation list as shown (one transaction for the whole list)."""
         if not shown:
@@ -550,6 +588,7 @@ class Repository:
                 for i in db.scalars(stmt)
             ]
 
+    @guarded_write
     def add_model_run(
         self,
         dataset_id: int | None,

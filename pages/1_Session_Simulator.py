@@ -8,6 +8,7 @@ from db.errors import UnknownIdError
 from recengine.recommendations import Recommendations, plural
 from ui.charts import history_weights_chart, history_weights_frame
 from ui.explain_view import explanation_panel
+from ui.faults import page_guard, saving, show_fault
 from ui.layout import start_page
 from ui.text import item_caption, plain
 
@@ -39,7 +40,8 @@ def record(item_id: int, kind: str) -> None:
     """Button callback: runs before the rerun, so the list already reflects the click. Only the
     picks rerun: the catalog does not change on a click, and redrawing it cost ~50 ms."""
     try:
-        service.record_event(visitor.session_id, item_id, kind)
+        with saving("Your click"):
+            service.record_event(visitor.session_id, item_id, kind)
     except (UnknownIdError, ValueError) as exc:
         st.session_state["event_error"] = str(exc)
     st.rerun(PICKS)
@@ -176,7 +178,8 @@ def onboarding(recs: Recommendations) -> None:
             key=f"onboarding_{visitor.user_id}",
         )
         if st.button("Save choices", key="save_onboarding"):
-            service.set_onboarding(visitor.user_id, chosen)
+            with saving("Your choice of categories"):
+                service.set_onboarding(visitor.user_id, chosen)
             st.rerun()
 
 
@@ -185,9 +188,11 @@ def picks() -> None:
     """The list, the explanation of a pick and the history: what a click changes."""
     if error := st.session_state.pop("event_error", None):
         st.error(plain(error))
+    show_fault()
     # The model's work first, the drawing after: the browser then renders one burst of
     # elements instead of competing with the explanation for the CPU (2 cores: ~40 ms a click).
-    recs = service.recommend_for_session(visitor.session_id, k=10, model=visitor.model)
+    with page_guard():
+        recs = service.recommend_for_session(visitor.session_id, k=10, model=visitor.model)
     service.explain(recs)  # cached for why() below
     if recs.n_events < 5:
         onboarding(recs)

@@ -9,11 +9,12 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from db.errors import UnknownIdError
+from db.errors import DatabaseFaultError, UnknownIdError
 from recengine.blend import BUCKET_NAMES, blend_bucket, weight
 from recengine.personas import next_planted_item, plant_interests
 from recengine.recommendations import Recommendations, plural
 from ui.charts import FIT_WIDTH
+from ui.faults import saving
 from ui.layout import start_page
 from ui.scenarios import LAB_PERSONA_KEY
 from ui.sidebar import select_user
@@ -65,7 +66,8 @@ with left:
     ):
         interests = PRESETS.get(preset)
         known = set(service.categories())
-        make_persona({c: w for c, w in interests.items() if c in known} if interests else None)
+        with saving("The new persona"):
+            make_persona({c: w for c, w in interests.items() if c in known} if interests else None)
         st.rerun()
     if persona is None:
         st.info(
@@ -159,17 +161,18 @@ tracked = recs.tracked_ranks
 
 
 def click(item_id: int) -> None:
-    """Log where the list stood, then the click itself (one view event)."""
-    steps.append(
-        {
-            "step": len(steps),
-            "events": recs.n_events,
-            "w(n)": recs.weight,
-            **sources(recs),
-            "rank of the next click": tracked.get(planned) if planned is not None else None,
-        }
-    )
-    service.record_event(visitor.session_id, item_id, "view")
+    """The click itself (one view event), then where the list stood before it; a click the
+    database did not take is not a step."""
+    step = {
+        "step": len(steps),
+        "events": recs.n_events,
+        "w(n)": recs.weight,
+        **sources(recs),
+        "rank of the next click": tracked.get(planned) if planned is not None else None,
+    }
+    with saving("Your click"):
+        service.record_event(visitor.session_id, item_id, "view")
+        steps.append(step)
 
 
 st.subheader(f"Step {len(steps) + 1}: {plural(recs.n_events, 'event')} so far")
@@ -288,7 +291,7 @@ if submitted:
         new_id = service.add_item(
             title, category, brand, [t.strip() for t in tags.split(",") if t.strip()], price
         )
-    except ValueError as exc:
+    except (ValueError, DatabaseFaultError) as exc:
         st.error(plain(exc))
     else:
         st.session_state.setdefault("lab_new_items", []).append(new_id)

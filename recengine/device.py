@@ -6,13 +6,29 @@ import contextlib
 
 import torch
 
+from recengine.settings import DEVICE_PATTERN, SettingsError
+
 
 def pick_device(preference: str = "auto") -> torch.device:
+    """The device ``preference`` names; "auto" falls back to the CPU when there is no CUDA.
+    :class:`SettingsError` for a name torch does not know or a CUDA that is not there."""
+    if not DEVICE_PATTERN.fullmatch(preference):
+        raise SettingsError(f"Device must be auto, cpu, cuda or cuda:N, got {preference!r}")
     if preference == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if preference.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"Device {preference!r} was asked for but CUDA is not available")
+        raise SettingsError(
+            f"Device {preference!r} was asked for but CUDA is not available here; "
+            "use auto (CUDA when present, else the CPU) or cpu"
+        )
     return torch.device(preference)
+
+
+def fallback_notice(preference: str) -> str:
+    """A line for the pages when "auto" found no CUDA (empty otherwise)."""
+    if preference == "auto" and not torch.cuda.is_available():
+        return "No CUDA GPU on this server: the models run on the CPU."
+    return ""
 
 
 def rank_device(preference: str, local_rank: int) -> torch.device:

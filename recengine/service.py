@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 
-from db.errors import UnknownIdError
+from db.errors import DatabaseFaultError, UnknownIdError
 from db.repository import ItemRow, ShownItem
 from recengine.blend import BlendConfig
 from recengine.checkpoint import CheckpointError
@@ -167,6 +167,19 @@ class RecService(ModelsPart, PeoplePart):
         if self._last_logged.get(session_id) == shown:
             return recs  # a rerun (search, chart choice) showing the same list: logged already
         history_ids = [h.event_id for h in recs.history]
+        try:
+            self._log_impressions(session_id, recs, history_ids)
+        except DatabaseFaultError as exc:
+            # The list is still worth showing; only its log line is missing (and said so).
+            return replace(recs, notice=_joined(recs.notice, f"This list was not logged: {exc}"))
+        if len(self._last_logged) > 10_000:
+            self._last_logged.clear()
+        self._last_logged[session_id] = shown  # only once the rows are in
+        return recs
+
+    def _log_impressions(
+        self, session_id: int, recs: Recommendations, history_ids: list[int]
+    ) -> None:
         self.repo.add_impressions(
             session_id,
             recs.model,
@@ -187,10 +200,6 @@ class RecService(ModelsPart, PeoplePart):
                 for r in recs.items
             ],
         )
-        if len(self._last_logged) > 10_000:
-            self._last_logged.clear()
-        self._last_logged[session_id] = shown  # only once the rows are in
-        return recs
 
     def recommend(
         self,
@@ -324,6 +333,10 @@ class RecService(ModelsPart, PeoplePart):
                 self._explained.clear()
             self._explained[key] = result
         return result
+
+
+def _joined(first: str | None, second: str) -> str:
+    return f"{first} {second}" if first else second
 
 
 __all__ = [

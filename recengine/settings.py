@@ -7,20 +7,36 @@ need; the app and the CLI call :meth:`Settings.from_env` once.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 DEFAULT_STATE_DIR = Path("data")
 
 
-def _env_int(name: str, default: int) -> int:
+class SettingsError(ValueError):
+    """A setting that cannot work; the message names the variable and what it accepts. The app
+    shows it as a page error, the CLI prints it and exits with 2."""
+
+
+# What RECDEMO_DEVICE accepts: "auto" (CUDA when present, else CPU), or a torch device name.
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _env_int(name: str, default: int, minimum: int) -> int:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from exc
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -54,18 +70,44 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
+        """The settings of the ``RECDEMO_*`` variables, checked (:class:`SettingsError`)."""
         model_dir = os.environ.get("RECDEMO_MODEL_DIR")
         return cls(
             state_dir=Path(os.environ.get("RECDEMO_STATE_DIR") or DEFAULT_STATE_DIR),
             database_url=os.environ.get("RECDEMO_DATABASE_URL") or None,
             model_dir_override=Path(model_dir) if model_dir else None,
-            cold_start_min_events=_env_int("RECDEMO_COLD_START_MIN_EVENTS", 1),
-            seed=_env_int("RECDEMO_SEED", 7),
+            cold_start_min_events=_env_int("RECDEMO_COLD_START_MIN_EVENTS", 1, 0),
+            seed=_env_int("RECDEMO_SEED", 7, 0),
             world_size=os.environ.get("RECDEMO_WORLD_SIZE", "default"),
             dataset=os.environ.get("RECDEMO_DATASET") or "synthetic",
             device=os.environ.get("RECDEMO_DEVICE", "auto"),
-            torch_threads=_env_int("RECDEMO_TORCH_THREADS", 1),
-        )
+            torch_threads=_env_int("RECDEMO_TORCH_THREADS", 1, 1),
+        ).checked()
+
+    def checked(self) -> Settings:
+        """These settings, or :class:`SettingsError` naming the first one that cannot work: a
+        device torch does not know, a world size, a database URL SQLAlchemy cannot read."""
+        from db.synthetic.config import WORLD_SIZES  # late: settings stay cheap to import
+
+        if not DEVICE_PATTERN.fullmatch(self.device):
+            raise SettingsError(
+                f"RECDEMO_DEVICE must be auto, cpu, cuda or cuda:N, got {self.device!r}"
+            )
+        if self.world_size not in WORLD_SIZES:
+            raise SettingsError(
+                f"RECDEMO_WORLD_SIZE must be one of {', '.join(sorted(WORLD_SIZES))}, "
+                f"got {self.world_size!r}"
+            )
+        if self.database_url is not None:
+            try:
+                make_url(self.database_url)
+            except ArgumentError:
+                # The URL itself is not repeated: it may hold a password.
+                raise SettingsError(
+                    "RECDEMO_DATABASE_URL is not a database URL (expected, for example, "
+                    "postgresql+psycopg://user@host:5432/name or sqlite:///path/app.db)"
+                ) from None
+        return self
 
     @property
     def resolved_database_url(self) -> str:

@@ -8,6 +8,8 @@ from pathlib import Path
 import streamlit as st
 
 from recengine.service import RecService
+from ui.access import require_access
+from ui.faults import page_guard, show_fault
 from ui.sidebar import Visitor, sidebar
 from ui.state import get_service
 from ui.text import plain
@@ -32,9 +34,12 @@ def start_page(title: str) -> tuple[RecService, Visitor]:
     page_title = "AttnRec Lab" if title == "Home" else f"{title} · AttnRec Lab"
     st.set_page_config(page_title=page_title, page_icon=str(ICON), layout="wide")
     st.html(_HOME_LABEL_CSS)
-    service = get_service()
-    visitor = sidebar(service)
-    browsing_as(service, visitor)
+    require_access()
+    with page_guard():
+        service = get_service()
+        visitor = sidebar(service)
+        browsing_as(service, visitor)
+    show_fault()
     return service, visitor
 
 

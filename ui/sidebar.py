@@ -14,8 +14,9 @@ from typing import Any
 
 import streamlit as st
 
-from db.errors import UnknownIdError
+from db.errors import DatabaseFaultError, UnknownIdError
 from db.schema import DEVICES, TIMES_OF_DAY
+from recengine.device import fallback_notice
 from recengine.service import MAX_NAME, RecService
 from ui.state import DATASET_KEY
 from ui.text import plain
@@ -106,7 +107,7 @@ def _create_user(service: RecService) -> None:
     name = st.session_state.get("new_user_name", "")
     try:
         st.session_state[USER_KEY] = service.create_user(name.strip() or None)
-    except ValueError as exc:
+    except (ValueError, DatabaseFaultError) as exc:
         st.session_state["new_user_error"] = str(exc)  # the name stays in the box to be fixed
         return
     st.session_state["new_user_name"] = ""
@@ -210,6 +211,8 @@ def sidebar(service: RecService) -> Visitor:
             st.caption(f":material/check_circle: {plain(status.title)} serves the lists")
         else:
             st.caption(":material/warning: No attention model yet: content picks only")
+        if notice := fallback_notice(service.settings.device):
+            st.caption(f":material/memory: {plain(notice)}")
         st.caption(
             ":material/group: This demo store is shared: what you click is stored in "
             f"{plain(service.database_name)}, and anyone who picks your user sees it."

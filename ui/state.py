@@ -7,9 +7,10 @@ import gc
 import streamlit as st
 import torch
 
+from db.engine import database_name, describe_location
 from db.errors import DataError
 from recengine.service import RecService
-from recengine.settings import Settings
+from recengine.settings import Settings, SettingsError
 from ui.text import plain
 
 # The dataset the person is looking at; set by the sidebar's dataset picker.
@@ -37,16 +38,35 @@ def default_dataset() -> str:
 
 
 def get_service() -> RecService:
-    """The service of the chosen dataset; a database problem stops the page with its reason."""
-    dataset = st.session_state.get(DATASET_KEY) or default_dataset()
+    """The service of the chosen dataset; a settings or database problem stops the page with
+    its reason (and is not cached: the next rerun tries again)."""
     try:
+        dataset = st.session_state.get(DATASET_KEY) or default_dataset()
         return _service(dataset)
+    except SettingsError as exc:
+        st.error(
+            plain(f"The server is set up wrongly: {exc}. Its operator can fix the setting."),
+            icon=":material/error:",
+        )
+        st.stop()
+        raise  # unreachable
     except DataError as exc:
+        reason = _public(str(exc))
         if dataset != default_dataset():
             # The chosen dataset became unusable: fall back, so the sidebar can still be drawn.
             st.session_state.pop(DATASET_KEY, None)
-            st.warning(plain(f"Dataset {dataset!r} cannot be used ({exc}); back to the default."))
+            st.warning(
+                plain(f"Dataset {dataset!r} cannot be used ({reason}); back to the default.")
+            )
             return get_service()
-        st.error(plain(f"The database cannot be used. {exc}"), icon=":material/error:")
+        # Not cached: the next rerun tries again, so the app recovers once the database does.
+        st.error(plain(f"The database cannot be used. {reason}"), icon=":material/error:")
         st.stop()
         raise  # unreachable: st.stop() raises, but type checkers don't know that
+
+
+def _public(message: str) -> str:
+    """A data-layer message without the database's path or credentials (operators get those
+    from the server log and the CLI): the database is named as a visitor may see it."""
+    url = Settings.from_env().resolved_database_url
+    return message.replace(describe_location(url), database_name(url))
