@@ -185,7 +185,7 @@ def first_loads(playwright: Any, url: str, width: int) -> dict[str, dict[str, fl
 def ensure_state(source: Path | None, into: Path) -> None:
     """A private copy of ``source`` in ``into``, or a freshly built default state."""
     if source is not None:
-        shutil.copytree(source, into, dirs_exist_ok=True)
+        shutil.copytree(source, into, dirs_exist_ok=True, symlinks=True)
         return
     from recengine.service import RecService
     from recengine.settings import Settings

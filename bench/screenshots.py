@@ -108,7 +108,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
         state = Path(tmp) / "state"
-        shutil.copytree(args.state_dir, state)
+        shutil.copytree(args.state_dir, state, symlinks=True)
         with app_server(state, Path(tmp) / "streamlit.log") as url:
             for name, size in shoot(url, args.out, args.width).items():
                 print(f"{name}: {size / 1000:.0f} KB")

@@ -91,6 +91,10 @@ def status_line(recs: Recommendations) -> None:
             "(κ = ∞), so the blend gives content the full weight.",
             icon=":material/tune:",
         )
+    elif recs.n_events >= recs.cold_start_threshold:
+        # Enough history, yet no attention: the model is unusable (the warning above says why)
+        # or knows none of these items. "Cold start" would be false.
+        st.info(f"{events}: these are **{recs.source}** picks only.", icon=":material/info:")
     else:
         st.info(
             f"Cold start, {events}: the attention model joins from "

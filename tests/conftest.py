@@ -130,7 +130,7 @@ def zoo_state(trained_state: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     """The trained state with every sequence model of the zoo trained too (tiny, few epochs),
     each with the fixed test κ."""
     state_dir = tmp_path_factory.mktemp("zoo-state")
-    shutil.copytree(trained_state, state_dir, dirs_exist_ok=True)
+    shutil.copytree(trained_state, state_dir, dirs_exist_ok=True, symlinks=True)
     service = RecService(tiny_settings(state_dir))
     service.ensure_database()
     for name in ZOO_MODELS:
@@ -145,7 +145,7 @@ def zoo_state(trained_state: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def zoo_dir(zoo_state: Path, tmp_path: Path) -> Path:
     """A private copy of the state with every model trained."""
     copy = tmp_path / "zoo"
-    shutil.copytree(zoo_state, copy)
+    shutil.copytree(zoo_state, copy, symlinks=True)
     return copy
 
 
@@ -153,7 +153,7 @@ def zoo_dir(zoo_state: Path, tmp_path: Path) -> Path:
 def state_dir(trained_state: Path, tmp_path: Path) -> Path:
     """A private copy of the trained state for one test."""
     copy = tmp_path / "state"
-    shutil.copytree(trained_state, copy)
+    shutil.copytree(trained_state, copy, symlinks=True)
     return copy
 
 

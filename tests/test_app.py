@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -134,8 +135,7 @@ def test_home_shows_the_ways_in_and_each_visitor_is_a_guest(app_env: Path) -> No
 
 
 def test_home_without_a_model_offers_training_in_the_background(app_env: Path) -> None:
-    for f in (app_env / "models" / "synthetic" / "sasrec-default").iterdir():
-        f.unlink()
+    shutil.rmtree(app_env / "models" / "synthetic" / "sasrec-default")
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
     assert not at.exception
@@ -506,3 +506,29 @@ def test_benchmarks_page_shows_every_recorded_model_and_no_markers(app_env: Path
     assert all(e == "–" or e.replace(",", "").isdigit() for e in table["epochs"])
     assert set(table["stopped by"]) <= {"", "early stopping", "time cap", "epoch limit"}
     assert "<!--" not in texts(at)
+
+
+def test_a_corrupt_checkpoint_falls_back_with_a_notice_and_no_false_cold_start(
+    app_env: Path,
+) -> None:
+    weights = app_env / "models" / "synthetic" / "sasrec-default" / "weights.pt"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated, through the checkpoint's link
+    at = open_page(SIMULATOR, user_id=1)
+    shown = texts(at)
+    assert "weights.pt cannot be loaded" in shown
+    assert "Cold start" not in shown  # user 1 has a history: not a cold start
+    assert "content picks only" in shown or "popularity picks only" in shown
+    assert str(app_env) not in shown and ".version-" not in shown
+    assert "weights_only=False" not in shown
+    assert len(rec_ids(at)) == 10
+
+
+def test_a_comma_search_matches_nothing_and_a_tag_search_still_works(app_env: Path) -> None:
+    at = open_page(SIMULATOR, user_id=1)
+    at.text_input(key="catalog_query").input(",").run()
+    assert not at.exception
+    assert any("No item matches" in i.value for i in at.info)
+    assert not [b for b in at.button if b.key and b.key.startswith("view_")]
+    tag = service_of(app_env).search_catalog("", None, 1)[0].tags[0]
+    at.text_input(key="catalog_query").input(f"{tag},").run()
+    assert [b for b in at.button if b.key and b.key.startswith("view_")]

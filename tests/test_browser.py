@@ -67,7 +67,7 @@ class Server:
 def zoo_server(zoo_state: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The app on a private copy of the tiny world with every model of the zoo trained."""
     state = tmp_path_factory.mktemp("browser-zoo") / "state"
-    shutil.copytree(zoo_state, state)
+    shutil.copytree(zoo_state, state, symlinks=True)
     with app_server(state, state.parent / "streamlit.log", {"RECDEMO_WORLD_SIZE": "tiny"}) as url:
         yield Server(url, state)
 

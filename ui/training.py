@@ -19,6 +19,12 @@ def training_panel(service: RecService, model: str, *, key: str = "train") -> No
     """A Train button for ``model`` (or the running job's progress, for every visitor)."""
     status = service.training_status()
     if status is not None and status.running:
+        # Also what a second visitor who clicked Train a moment later reads.
+        st.info(
+            f"{describe(status.model)[0]} is being trained already, in the background: its "
+            "progress is below, and browsing goes on meanwhile.",
+            icon=":material/info:",
+        )
         _progress(service)
         return
     title = describe(model)[0]
