@@ -1,6 +1,7 @@
 # AttnRec Lab: the Streamlit app on CPU torch.
 #   docker build -t attnrec-lab .
-#   docker run -p 8501:8501 -v attnrec-data:/app/data attnrec-lab
+#   docker run -p 8501:8501 -e RECDEMO_ACCESS_PASSWORD=... -v attnrec-data:/app/data attnrec-lab
+# It listens on 0.0.0.0: set the access password (docs/operations.md) beyond a trusted machine.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -32,7 +32,8 @@ WRITE_OPTIONS = {"sqlite_begin": "IMMEDIATE"}
 CLICK_BUSY_TIMEOUT_MS = 1_000
 
 
-def _sqlite_path(url: str) -> Path | None:
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for another database, or SQLite in memory)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return None
@@ -49,7 +50,7 @@ _SECRET_PARAMETER = re.compile(r"pass|secret|token|key|auth|cred", re.IGNORECASE
 def describe_location(url: str) -> str:
     """The database as an operator would name it: a file path, or the URL with its password
     and any secret-looking query parameter (``?password=...``) masked."""
-    path = _sqlite_path(url)
+    path = sqlite_path(url)
     if path is not None:
         return str(path.resolve())
     parsed = make_url(url)
@@ -59,7 +60,7 @@ def describe_location(url: str) -> str:
 
 def database_name(url: str) -> str:
     """The database as a visitor may see it: its kind and name, never a path or credentials."""
-    path = _sqlite_path(url)
+    path = sqlite_path(url)
     if path is not None:
         return f"SQLite file {path.name}"
     parsed = make_url(url)
@@ -68,7 +69,7 @@ def database_name(url: str) -> str:
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """Create an engine; for a SQLite file, create its folder and turn on WAL, FKs, busy timeout."""
-    path = _sqlite_path(url)
+    path = sqlite_path(url)
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

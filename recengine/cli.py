@@ -32,6 +32,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from db.backup import backup_sqlite
 from db.engine import create_schema, describe_location, make_engine
 from db.errors import DataError, UnknownIdError
 from db.importers import FORMATS, import_movielens
@@ -325,6 +326,13 @@ def cmd_train_app_model(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_db(settings: Settings, args: argparse.Namespace) -> None:
+    if args.db_command == "backup":  # reads the file as it is: no migration, no engine
+        size = backup_sqlite(settings.resolved_database_url, Path(args.target))
+        print(
+            f"Backed up {describe_location(settings.resolved_database_url)} to {args.target} "
+            f"({size / 1e6:.1f} MB)"
+        )
+        return
     engine = make_engine(settings.resolved_database_url)
     create_schema(engine)
     repo = Repository(engine)
@@ -439,6 +447,10 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--user-map", default=None, help="SASRec id -> MovieLens user id map")
     imp.add_argument("--max-users", type=int, default=None, help="only the first N users")
     db_sub.add_parser("stats", help="row counts per dataset")
+    backup = db_sub.add_parser(
+        "backup", help="copy the SQLite database while the app runs (SQLite's online backup)"
+    )
+    backup.add_argument("target", help="a new file, e.g. backups/app-2026-12-06.db")
     return parser
 
 
