@@ -532,3 +532,24 @@ def test_a_comma_search_matches_nothing_and_a_tag_search_still_works(app_env: Pa
     tag = service_of(app_env).search_catalog("", None, 1)[0].tags[0]
     at.text_input(key="catalog_query").input(f"{tag},").run()
     assert [b for b in at.button if b.key and b.key.startswith("view_")]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("metrics", {"sasrec": {}}), ("training", "x"), ("item_ids", "1,2")]
+)
+def test_a_card_with_wrong_field_types_falls_back_on_every_page(
+    app_env: Path, field: str, value: object
+) -> None:
+    card = app_env / "models" / "synthetic" / "sasrec-default" / "model.json"
+    raw = json.loads(card.read_text())
+    raw[field] = value
+    card.write_text(json.dumps(raw))  # valid JSON, wrong types: written through the link
+    for page in (None, SIMULATOR, MODEL_LAB):
+        if page is None:
+            at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+            at.run()
+        else:
+            at = open_page(page, user_id=1)
+        assert not at.exception, (page, at.exception)
+        assert f"field '{field}'" in texts(at) and "model.json is unreadable" in texts(at), page
+    assert len(rec_ids(open_page(SIMULATOR, user_id=1))) == 10
