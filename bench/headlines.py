@@ -58,6 +58,7 @@ class SignalRecord:
     tau: float | None  # Kendall τ against occlusion
     cases: int
     date: str
+    default: bool = False  # the run's default signal, chosen on a development seed
 
 
 def explain_signals(path: Path = EXPLAIN_RESULTS) -> dict[str, SignalRecord]:
@@ -82,6 +83,7 @@ def _read_signals(path: Path, stamp: int) -> dict[str, SignalRecord]:
                 None if row.get("tau_vs_occlusion") is None else float(row["tau_vs_occlusion"]),
                 int(row["cases"]),
                 str(summary.get("date", "")),
+                key == summary.get("default_signal"),
             )
             for key, row in summary["signals"].items()
         }

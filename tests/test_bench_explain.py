@@ -92,4 +92,6 @@ def test_summary_checks_the_default_signal_against_the_targets(
     records = explain_signals(path)
     assert records["sasrec_readout/readout_drop"].hit == 1.0
     assert records["sasrec_readout/readout_drop"].cases == 20
+    # The Home card follows the summary's default signal, not a name of its own.
+    assert [k for k, r in records.items() if r.default] == [summary["default_signal"]]
     assert explain_signals(tmp_path / "missing.json") == {}

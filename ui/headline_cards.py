@@ -59,7 +59,7 @@ def store_card(
 def explanation_card(where: Any, signals: dict[str, SignalRecord], *, border: bool = False) -> bool:
     """How often the default explanation names the real cause, beside SASRec's raw attention
     (``bench/explain.py``); False when nothing is recorded."""
-    best = signals.get("sasrec_readout/readout_drop")
+    best = next((r for r in signals.values() if r.default), None)
     raw = signals.get("sasrec/attention")
     if best is None:
         return False
