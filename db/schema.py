@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -65,6 +66,15 @@ class TimeOfDay(enum.StrEnum):
     NIGHT = "night"
 
 
+class DatasetState(enum.StrEnum):
+    """Whether a dataset may be used (``datasets.state``)."""
+
+    READY = "ready"
+    # An import is still writing it (in short transactions): the app neither lists it nor
+    # looks up its users; see db/importers/staging.py.
+    IMPORTING = "importing"
+
+
 class RecSource(enum.StrEnum):
     """Where a shown recommendation came from."""
 
@@ -79,6 +89,7 @@ EVENT_REASONS = tuple(r.value for r in EventReason)
 DEVICES = tuple(d.value for d in Device)
 TIMES_OF_DAY = tuple(t.value for t in TimeOfDay)
 REC_SOURCES = tuple(s.value for s in RecSource)
+DATASET_STATES = tuple(s.value for s in DatasetState)
 
 
 class AppMeta(Base):
@@ -107,6 +118,10 @@ class Dataset(Base):
     source: Mapped[str] = mapped_column(Text, default="")
     meta: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
+    # "ready", or "importing" while an import writes its rows (hidden from the app until then).
+    state: Mapped[str] = mapped_column(String(12), server_default=DatasetState.READY.value)
+
+    __table_args__ = (CheckConstraint(f"state IN {DATASET_STATES!r}", name="ck_datasets_state"),)
 
 
 class User(Base):
@@ -200,6 +215,14 @@ class Event(Base):
         # History of a session in order: the query behind every click.
         Index("ix_events_session_ts", "session_id", "ts", "id"),
         Index("ix_events_item", "item_id"),
+        # Deleting an event looks up the events it caused (ON DELETE SET NULL): without an index
+        # that is a scan of every event per deleted row. Partial: imported events cause nothing.
+        Index(
+            "ix_events_cause",
+            "cause_event_id",
+            sqlite_where=text("cause_event_id IS NOT NULL"),
+            postgresql_where=text("cause_event_id IS NOT NULL"),
+        ),
     )
 
 

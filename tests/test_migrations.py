@@ -200,3 +200,25 @@ def test_a_second_revision_database_upgrades_and_takes_context_events(tmp_path: 
                 "VALUES (1, 1, 'view', '2026-01-03 00:00:00', 'whim')"
             )
         )
+
+
+def test_a_third_revision_database_upgrades_with_every_dataset_ready(tmp_path: Path) -> None:
+    """0004 gives datasets a state: every existing one is ready; others are refused."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'v3.db'}")
+    assert upgrade(engine, "0001") == "0001"
+    fill_first_revision(engine)
+    assert upgrade(engine, "0003") == "0003"
+    create_schema(engine)
+    assert current_revision(engine) == head_revision()
+    assert schema_diff(engine) == []
+    repo = Repository(engine)
+    [dataset] = repo.datasets()
+    assert repo.counts(dataset.id)["events"] == 2
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT state FROM datasets")).scalar_one() == "ready"
+        indexes = {i["name"] for i in inspect(conn).get_indexes("events")}
+        foreign_keys = inspect(conn).get_foreign_keys("users")
+    assert "ix_events_cause" in indexes
+    assert [fk["referred_table"] for fk in foreign_keys] == ["datasets"]
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text("UPDATE datasets SET state = 'half-done'"))

@@ -19,6 +19,11 @@ import numpy as np
 from db.importers.sources import LineReader
 
 MAX_TITLE_CHARS = 300  # items.title is String(300)
+MAX_GENRE_CHARS = 60  # items.category (the first genre) is String(60)
+MAX_TAGS_CHARS = 400  # items.tags (every genre, slugged, joined by ",") is String(400)
+MAX_ID = 2**31 - 1
+"""Largest id accepted (MovieLens and SASRec ids are in the thousands): ids live in int64
+columns while they are read, and a 20-digit "id" is a broken file, not a big data set."""
 # Timestamps after this (2100-01-01) are taken for garbage rather than for the future.
 MAX_TIMESTAMP = 4_102_444_800
 
@@ -121,15 +126,36 @@ def _count_problem(line: str, sep: str, found: int, count: int) -> str:
     return problem
 
 
-def parse_id(reader: LineReader, number: int, text: str, column: str) -> int:
-    """A positive whole number (MovieLens and SASRec ids start at 1)."""
+def whole_number(text: str, digits: int = 10) -> int | None:
+    """``text`` as a whole number if it is ASCII digits, at most ``digits`` of them after any
+    leading zeros; else None. (int() of a 5,000-digit text raises ValueError, and a huge one
+    overflows the int64 columns and C ints it goes into.)"""
     if text.isascii() and text.isdigit():
-        value = int(text)
-        if value >= 1:
-            return value
+        significant = text.lstrip("0")
+        if len(significant) <= digits:
+            return int(significant or "0")
+    return None
+
+
+def parse_id(reader: LineReader, number: int, text: str, column: str) -> int:
+    """A whole number from 1 to MAX_ID (MovieLens and SASRec ids start at 1)."""
+    value = whole_number(text)
+    if value is not None and 1 <= value <= MAX_ID:
+        return value
     raise reader.error(
-        number, f"{column} {text!r} is not a valid id", expected=f"{column} as a whole number ≥ 1"
+        number,
+        f"{column} {_shown(text)} is not a valid id",
+        expected=f"{column} as a whole number ≥ 1 (at most {MAX_ID})",
     )
+
+
+def _shown(text: str, *, quoted: bool = True, limit: int = 40) -> str:
+    """A field as a message quotes it (repr), cut short: a field can be 64 KiB long."""
+    shown = repr(text) if quoted else text
+    if len(text) <= limit:
+        return shown
+    cut = repr(text[:limit]) if quoted else text[:limit]
+    return f"{cut}... ({len(text)} characters)"
 
 
 def _parse_stars(
@@ -143,17 +169,22 @@ def _parse_stars(
         float(text)
     except ValueError:
         raise reader.error(
-            number, f"{column} {text!r} is not a number", expected=f"{column} in {scale}"
+            number, f"{column} {_shown(text)} is not a number", expected=f"{column} in {scale}"
         ) from None
-    raise reader.error(number, f"{column} {text} is out of range", expected=f"{column} in {scale}")
+    raise reader.error(
+        number,
+        f"{column} {_shown(text, quoted=False)} is out of range",
+        expected=f"{column} in {scale}",
+    )
 
 
 def _parse_timestamp(reader: LineReader, number: int, text: str, column: str) -> int:
-    if text.isascii() and text.isdigit() and int(text) <= MAX_TIMESTAMP:
-        return int(text)
+    value = whole_number(text)
+    if value is not None and value <= MAX_TIMESTAMP:
+        return value
     raise reader.error(
         number,
-        f"{column} {text!r} is not a valid time",
+        f"{column} {_shown(text)} is not a valid time",
         expected=f"{column} in whole seconds since 1970-01-01 UTC, before 2100",
     )
 
@@ -216,11 +247,41 @@ def parse_movies_dat(reader: LineReader) -> dict[int, Movie]:
         elif not all(genres):
             raise reader.error(
                 number,
-                f"the genres {genres_text!r} have an empty name",
+                f"the genres {_shown(genres_text)} have an empty name",
                 expected="genres separated by '|', e.g. Comedy|Drama",
             )
+        _check_genres(reader, number, genres)
         movies[movie_id] = Movie(movie_id, title, genres, year_of(title))
     return movies
+
+
+def genre_tag(genre: str) -> str:
+    """A genre as a space-free tag: "Children's" -> "childrens", "Sci-Fi" -> "sci-fi"."""
+    return re.sub(r"[^a-z0-9]+", "-", genre.lower().replace("'", "")).strip("-")
+
+
+def genre_tags(genres: tuple[str, ...]) -> str:
+    """items.tags: every genre once, as a tag, joined by ","."""
+    return ",".join(dict.fromkeys(genre_tag(genre) for genre in genres))
+
+
+def _check_genres(reader: LineReader, number: int, genres: tuple[str, ...]) -> None:
+    """The genres must fit items.category (the first) and items.tags (all): PostgreSQL refuses
+    longer text half-way through the write, SQLite would keep it."""
+    longest = max(genres, key=len, default="")
+    if len(longest) > MAX_GENRE_CHARS:
+        raise reader.error(
+            number,
+            f"the genre {_shown(longest)} has {len(longest)} characters",
+            expected=f"genre names of at most {MAX_GENRE_CHARS} characters",
+        )
+    tags = genre_tags(genres)
+    if len(tags) > MAX_TAGS_CHARS:
+        raise reader.error(
+            number,
+            f"the genres make {len(tags)} characters of tags",
+            expected=f"genres that fit in {MAX_TAGS_CHARS} characters (joined by ',')",
+        )
 
 
 def parse_u_item(reader: LineReader) -> dict[int, Movie]:
@@ -249,16 +310,17 @@ def _parse_release_date(reader: LineReader, number: int, text: str) -> datetime 
     if not text:
         return None
     parts = text.split("-")
-    if len(parts) == 3 and parts[0].isdigit() and parts[2].isdigit():
+    if len(parts) == 3:
+        day, year = whole_number(parts[0]), whole_number(parts[2])
         month = _MONTHS.get(parts[1].lower())
-        if month is not None:
+        if day is not None and month is not None and year is not None:
             try:
-                return datetime(int(parts[2]), month, int(parts[0]))
-            except ValueError:
+                return datetime(year, month, day)
+            except (ValueError, OverflowError):  # 31-Feb, year 0 or beyond 9999
                 pass
     raise reader.error(
         number,
-        f"release date {text!r} is not a date",
+        f"release date {_shown(text)} is not a date",
         expected="a release date like 01-Jan-1995 (or nothing)",
     )
 
@@ -274,22 +336,24 @@ def parse_users_dat(reader: LineReader) -> dict[int, dict]:
         user_id = parse_id(reader, number, user_text, "UserID")
         _check_new(reader, number, seen, user_id, "user")
         _check_gender(reader, number, gender)
-        age = AGE_GROUPS_1M.get(int(age_text)) if age_text.isdigit() else None
+        age_code = whole_number(age_text)
+        age = AGE_GROUPS_1M.get(age_code) if age_code is not None else None
         if age is None:
             codes = ", ".join(str(code) for code in AGE_GROUPS_1M)
             raise reader.error(
-                number, f"Age {age_text!r} is not an age code", expected=f"one of {codes}"
+                number, f"Age {_shown(age_text)} is not an age code", expected=f"one of {codes}"
             )
-        if not (job_text.isdigit() and int(job_text) < len(OCCUPATIONS_1M)):
+        job = whole_number(job_text)
+        if job is None or job >= len(OCCUPATIONS_1M):
             raise reader.error(
                 number,
-                f"Occupation {job_text!r} is not an occupation code",
+                f"Occupation {_shown(job_text)} is not an occupation code",
                 expected=f"a code 0..{len(OCCUPATIONS_1M) - 1}",
             )
         personas[user_id] = {
             "gender": gender,
             "age": age,
-            "occupation": OCCUPATIONS_1M[int(job_text)],
+            "occupation": OCCUPATIONS_1M[job],
             "zip": zip_code.strip(),
         }
     return personas
@@ -305,16 +369,17 @@ def parse_u_user(reader: LineReader) -> dict[int, dict]:
         )
         user_id = parse_id(reader, number, user_text, "user id")
         _check_new(reader, number, seen, user_id, "user")
-        if not (age_text.isdigit() and 0 < int(age_text) < 130):
+        age = whole_number(age_text)
+        if age is None or not 0 < age < 130:
             raise reader.error(
-                number, f"age {age_text!r} is not an age", expected="an age in years"
+                number, f"age {_shown(age_text)} is not an age", expected="an age in years"
             )
         _check_gender(reader, number, gender)
         if not occupation.strip():
             raise reader.error(number, "the occupation is empty", expected="an occupation")
         personas[user_id] = {
             "gender": gender,
-            "age": int(age_text),
+            "age": age,
             "occupation": occupation.strip(),
             "zip": zip_code.strip(),
         }
@@ -323,7 +388,7 @@ def parse_u_user(reader: LineReader) -> dict[int, dict]:
 
 def _check_gender(reader: LineReader, number: int, gender: str) -> None:
     if gender not in ("M", "F"):
-        raise reader.error(number, f"gender {gender!r} is not M or F", expected="M or F")
+        raise reader.error(number, f"gender {_shown(gender)} is not M or F", expected="M or F")
 
 
 def parse_id_map(

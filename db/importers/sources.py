@@ -34,6 +34,19 @@ valid UTF-8, else latin-1 (GroupLens ships the 100K/1M titles in latin-1; later 
 UTF-8). latin-1 decodes any byte, so for these files the structure is what gets validated."""
 
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+# What a damaged .zip or .gz raises while it is opened or read: zipfile's own error (a bad CRC,
+# a header that does not match the directory), a cut-off or corrupt deflate stream, a name that
+# is not valid UTF-8, a compression method it does not know, an entry marked as encrypted.
+DAMAGED_ARCHIVE_ERRORS = (
+    zipfile.BadZipFile,
+    OSError,
+    EOFError,
+    zlib.error,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+)
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 
@@ -75,6 +88,11 @@ class Member:
         except OSError as exc:
             raise ImportFormatError(
                 f"{self.display}: cannot be read ({exc.strerror or exc})", file=self.display
+            ) from exc
+        except DAMAGED_ARCHIVE_ERRORS as exc:  # a damaged .zip member
+            raise ImportFormatError(
+                f"{self.display}: cannot be read ({exc}); expected a complete, valid file",
+                file=self.display,
             ) from exc
         with raw:
             if self.name.endswith(".gz"):
@@ -120,7 +138,14 @@ def open_source(path: Path) -> Iterator[Source]:
         yield Source(path, members)
         return
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
+        try:
+            archive = zipfile.ZipFile(path)
+        except DAMAGED_ARCHIVE_ERRORS as exc:
+            raise ImportFormatError(
+                f"{path} cannot be read as a .zip ({exc}); expected a complete, valid .zip",
+                file=str(path),
+            ) from exc
+        with archive:
             yield Source(path, _zip_members(path, archive))
         return
     raise ImportFormatError(
@@ -220,7 +245,7 @@ class LineReader:
     def _readline(self, stream: BinaryIO, number: int) -> bytes:
         try:
             return stream.readline(MAX_LINE_BYTES + 1)
-        except (OSError, EOFError, zlib.error) as exc:
+        except DAMAGED_ARCHIVE_ERRORS as exc:
             # A corrupt or cut-off .gz (or .zip member) fails while reading, not when opened.
             raise self.error(
                 number, f"cannot be decompressed ({exc})", expected="a complete, valid file"
