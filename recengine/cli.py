@@ -35,7 +35,7 @@ from tqdm import tqdm
 from db.backup import backup_sqlite
 from db.engine import create_schema, describe_location, make_engine
 from db.errors import DataError, UnknownIdError
-from db.importers import FORMATS, import_movielens
+from db.importers import FORMATS, clean_abandoned_imports, import_movielens, pending_imports
 from db.migrate import current_revision
 from db.repository import Repository
 from recengine.checkpoint import checkpoint_dir
@@ -366,6 +366,15 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> None:
             f"{report.items} items, {report.sessions} sessions, {report.events} events "
             f"in {report.seconds:.1f} s"
         )
+    elif args.db_command == "imports":
+        pending = pending_imports(engine)
+        for p in pending:
+            print(p.describe())
+        if not pending:
+            print("No import is running or abandoned.")
+        if args.clean:
+            removed = clean_abandoned_imports(engine)
+            print(f"Removed {len(removed)} abandoned import(s): {', '.join(removed) or '-'}")
     elif args.db_command == "stats":
         print(
             json.dumps(
@@ -447,6 +456,12 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--user-map", default=None, help="SASRec id -> MovieLens user id map")
     imp.add_argument("--max-users", type=int, default=None, help="only the first N users")
     db_sub.add_parser("stats", help="row counts per dataset")
+    imports = db_sub.add_parser(
+        "imports", help="imports running or abandoned (hidden from the app until they finish)"
+    )
+    imports.add_argument(
+        "--clean", action="store_true", help="remove the abandoned ones (running ones stay)"
+    )
     backup = db_sub.add_parser(
         "backup", help="copy the SQLite database while the app runs (SQLite's online backup)"
     )

@@ -39,6 +39,7 @@ from db.importers import movielens as ml
 from db.importers.staging import StagedImport
 from db.repository import Repository
 from db.schema import Base, Dataset, Event, Item, Session, User
+from recengine.cli import main as cli_main
 from tests.db_backends import db_url, pg_cluster  # noqa: F401
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "movielens"
@@ -592,9 +593,16 @@ def test_clicks_commit_while_a_large_import_runs(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_killed_import_stays_hidden_and_the_next_one_removes_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("then", ["import again", "clean from the CLI"])
+def test_killed_import_stays_hidden_and_the_next_one_removes_it(
+    tmp_path: Path,
+    then: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """kill -9 half-way: nothing shows, its users are unknown ids, and importing the same name
-    again takes the abandoned row over and deletes what the killed process wrote."""
+    again takes the abandoned row over and deletes what the killed process wrote (or
+    ``db imports --clean`` removes it)."""
     url = f"sqlite:///{tmp_path / 'app.db'}"
     engine = make_engine(url)
     create_schema(engine)
@@ -626,6 +634,15 @@ def test_killed_import_stays_hidden_and_the_next_one_removes_it(tmp_path: Path) 
     assert leftovers["events"] > before["events"]  # the killed import did write
     [pending] = pending_imports(engine)
     assert (pending.name, pending.abandoned) == ("big", True)
+    if then == "clean from the CLI":
+        monkeypatch.setenv("RECDEMO_DATABASE_URL", url)
+        assert cli_main(["db", "imports", "--clean"]) == 0
+        out = capsys.readouterr().out
+        assert "'big'" in out and "abandoned" in out and "Removed 1 abandoned import(s): big" in out
+        assert row_counts(engine) == before
+        assert pending_imports(engine) == []
+        engine.dispose()
+        return
 
     report = import_movielens(engine, tmp_path / "big", name="big")
     assert dataset_counts(engine, report.dataset_id) == generated
