@@ -129,9 +129,12 @@ def recommendations(recs: Recommendations) -> None:
     st.caption(f"All items ranked in {recs.elapsed_ms:.0f} ms.")
 
 
-@st.fragment
 def why(recs: Recommendations) -> None:
-    """The explanation of one pick; choosing another pick reruns only this part."""
+    """The explanation of one pick. Part of the picks fragment, not a fragment of its own: when
+    a click's picks rerun starts, Streamlit drops the picks' deltas still queued for the browser
+    but keeps a nested fragment's, which then land past the end of the list's container (under
+    load the browser failed with "Bad delta path" and went blank). Choosing another pick reruns
+    the picks: ranking again (the explanation is cached), about what a click costs."""
     if not recs.items:
         return
     by_item = {r.item.id: r for r in recs.items}
