@@ -24,9 +24,10 @@ def pick_device(preference: str = "auto") -> torch.device:
     return torch.device(preference)
 
 
-def fallback_notice(preference: str) -> str:
-    """A line for the pages when "auto" found no CUDA (empty otherwise)."""
-    if preference == "auto" and not torch.cuda.is_available():
+def fallback_notice(preference: str, picked: torch.device) -> str:
+    """A line for the pages when "auto" found no CUDA and :func:`pick_device` chose the CPU
+    (empty otherwise)."""
+    if preference == "auto" and picked.type != "cuda":
         return "No CUDA GPU on this server: the models run on the CPU."
     return ""
 

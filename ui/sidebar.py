@@ -211,7 +211,7 @@ def sidebar(service: RecService) -> Visitor:
             st.caption(f":material/check_circle: {plain(status.title)} serves the lists")
         else:
             st.caption(":material/warning: No attention model yet: content picks only")
-        if notice := fallback_notice(service.settings.device):
+        if notice := fallback_notice(service.settings.device, service.device):
             st.caption(f":material/memory: {plain(notice)}")
         st.caption(
             ":material/group: This demo store is shared: what you click is stored in "
