@@ -6,6 +6,7 @@ the database file, so tests never see each other's clicks.
 
 from __future__ import annotations
 
+import gc
 import shutil
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import streamlit as st
 import torch
 
 from db.engine import create_schema
@@ -164,3 +166,31 @@ def service(state_dir: Path) -> Iterator[RecService]:
     svc.load_model()
     yield svc
     svc.engine.dispose()
+
+
+# ---- the app on a test state (AppTest reads RECDEMO_* like the real server) -------------------
+
+
+def use_state(state: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("RECDEMO_STATE_DIR", str(state))
+    monkeypatch.setenv("RECDEMO_WORLD_SIZE", "tiny")
+    monkeypatch.setenv("RECDEMO_DEVICE", "cpu")
+    monkeypatch.delenv("RECDEMO_DATABASE_URL", raising=False)
+    monkeypatch.delenv("RECDEMO_MODEL_DIR", raising=False)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield state
+    st.cache_resource.clear()
+    gc.unfreeze()  # ui/state.py freezes the service's objects; give them back to the GC
+
+
+@pytest.fixture
+def app_env(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The tiny world with a trained SASRec."""
+    yield from use_state(state_dir, monkeypatch)
+
+
+@pytest.fixture
+def zoo_env(zoo_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The tiny world with every sequence model of the zoo trained."""
+    yield from use_state(zoo_dir, monkeypatch)

@@ -6,15 +6,12 @@ browser by tests/test_browser.py.
 
 from __future__ import annotations
 
-import gc
 import json
 import shutil
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from db.synthetic import seed_database
@@ -30,31 +27,6 @@ LAB = "pages/3_Cold_Start_Lab.py"
 MODEL_LAB = "pages/4_Model_Lab.py"
 DATA = "pages/5_Data.py"
 BENCHMARKS = "pages/6_Benchmarks.py"
-
-
-def use_state(state: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("RECDEMO_STATE_DIR", str(state))
-    monkeypatch.setenv("RECDEMO_WORLD_SIZE", "tiny")
-    monkeypatch.setenv("RECDEMO_DEVICE", "cpu")
-    monkeypatch.delenv("RECDEMO_DATABASE_URL", raising=False)
-    monkeypatch.delenv("RECDEMO_MODEL_DIR", raising=False)
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield state
-    st.cache_resource.clear()
-    gc.unfreeze()  # ui/state.py freezes the service's objects; give them back to the GC
-
-
-@pytest.fixture
-def app_env(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """The tiny world with a trained SASRec."""
-    yield from use_state(state_dir, monkeypatch)
-
-
-@pytest.fixture
-def zoo_env(zoo_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """The tiny world with every sequence model of the zoo trained."""
-    yield from use_state(zoo_dir, monkeypatch)
 
 
 def service_of(state: Path) -> RecService:

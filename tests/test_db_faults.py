@@ -24,7 +24,6 @@ from db.faults import BUSY, READ_ONLY, fault_of
 from recengine.service import RecService
 from tests.conftest import count_events
 from tests.test_app import APP, SIMULATOR, TIMEOUT, open_page, texts
-from tests.test_app import app_env as app_env  # a fixture
 
 
 class ReadOnlySwitch:

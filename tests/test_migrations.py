@@ -168,19 +168,26 @@ def test_empty_database_gets_no_dataset(tmp_path: Path) -> None:
         assert conn.execute(select(text("count(*)")).select_from(text("datasets"))).scalar() == 0
 
 
-def test_a_second_revision_database_upgrades_and_takes_context_events(tmp_path: Path) -> None:
-    """0003 lets events say they were drawn because of the session's context, keeping rows and
-    refusing reasons the schema does not know."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'v2.db'}")
+def upgraded_from(tmp_path: Path, revision: str) -> Engine:
+    """A database filled at 0001 and migrated to ``revision``, then started by the app (to the
+    head): its schema is the ORM's and its rows are all there."""
+    engine = make_engine(f"sqlite:///{tmp_path / f'at-{revision}.db'}")
     assert upgrade(engine, "0001") == "0001"
     fill_first_revision(engine)
-    assert upgrade(engine, "0002") == "0002"
+    assert upgrade(engine, revision) == revision
     create_schema(engine)
     assert current_revision(engine) == head_revision()
     assert schema_diff(engine) == []
     repo = Repository(engine)
     [dataset] = repo.datasets()
     assert repo.counts(dataset.id)["events"] == 2
+    return engine
+
+
+def test_a_second_revision_database_upgrades_and_takes_context_events(tmp_path: Path) -> None:
+    """0003 lets events say they were drawn because of the session's context, keeping rows and
+    refusing reasons the schema does not know."""
+    engine = upgraded_from(tmp_path, "0002")
     with engine.begin() as conn:
         conn.execute(
             text(
@@ -204,16 +211,7 @@ def test_a_second_revision_database_upgrades_and_takes_context_events(tmp_path: 
 
 def test_a_third_revision_database_upgrades_with_every_dataset_ready(tmp_path: Path) -> None:
     """0004 gives datasets a state: every existing one is ready; others are refused."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'v3.db'}")
-    assert upgrade(engine, "0001") == "0001"
-    fill_first_revision(engine)
-    assert upgrade(engine, "0003") == "0003"
-    create_schema(engine)
-    assert current_revision(engine) == head_revision()
-    assert schema_diff(engine) == []
-    repo = Repository(engine)
-    [dataset] = repo.datasets()
-    assert repo.counts(dataset.id)["events"] == 2
+    engine = upgraded_from(tmp_path, "0003")
     with engine.connect() as conn:
         assert conn.execute(text("SELECT state FROM datasets")).scalar_one() == "ready"
         indexes = {i["name"] for i in inspect(conn).get_indexes("events")}

@@ -14,7 +14,6 @@ from db.engine import database_name, describe_location
 from recengine.cli import main
 from recengine.settings import Settings, SettingsError
 from tests.test_app import APP, TIMEOUT, service_of, texts
-from tests.test_app import app_env as app_env  # a fixture
 from ui.access import matches
 
 ROOT = Path(__file__).resolve().parent.parent

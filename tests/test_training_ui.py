@@ -17,7 +17,6 @@ import recengine.service_models
 from recengine.checkpoint import WEIGHTS_FILE
 from tests.conftest import TINY_MODEL, TINY_TRAIN
 from tests.test_app import APP, TIMEOUT, texts
-from tests.test_app import app_env as app_env  # a fixture
 from ui.state import _service
 
 
